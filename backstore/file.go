@@ -1,0 +1,516 @@
+package backstore
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sync/atomic"
+	"syscall"
+
+	"github.com/ncw/directio"
+	"golang.org/x/sys/unix"
+)
+
+func init() { Register("file", openFile) }
+
+// maxBounce bounds the aligned bounce buffer of one step of an unaligned
+// O_DIRECT transfer; longer transfers go through it in pieces.
+const maxBounce = 1 << 20
+
+// fileBackstore serves a raw image file: block n of the LU is at byte
+// n*BlockSize of the file.
+type fileBackstore struct {
+	file       *os.File
+	conn       syscall.RawConn // of file; holds the fd open during raw syscalls
+	path       string
+	size       int64
+	direct     bool
+	writeCache bool
+	readOnly   bool
+
+	// O_DIRECT constraints, fixed at open: offsets and lengths must be
+	// multiples of offsetAlign and buffer addresses of memAlign.
+	offsetAlign int64
+	memAlign    int
+
+	// units serialises read-modify-write of O_DIRECT alignment units.
+	units rangeLocker
+
+	// noDsyncFlag is set once the kernel refused RWF_DSYNC; FUA writes
+	// then use write + fdatasync.
+	noDsyncFlag atomic.Bool
+	closed      atomic.Bool
+
+	// The syscalls whose answers depend on the kernel; tests replace them
+	// to drive the fallback paths. Set at open, read-only after.
+	pwritev2  func(fd int, iovs [][]byte, off int64, flags int) (int, error)
+	fdatasync func(fd int) error
+}
+
+func openFile(opts Options) (Backstore, error) {
+	if opts.Path == "" {
+		return nil, errors.New("path is required")
+	}
+	if err := createImage(opts); err != nil {
+		return nil, err
+	}
+	flags := os.O_RDWR
+	if opts.ReadOnly {
+		flags = os.O_RDONLY
+	} else if !opts.WriteCache {
+		// Write-through: O_DSYNC makes every pwrite return only once its
+		// data (and the metadata to reach it) is stable, so an
+		// acknowledged write survives power loss without a flush.
+		flags |= unix.O_DSYNC
+	}
+	var f *os.File
+	var err error
+	if opts.DirectIO {
+		f, err = directio.OpenFile(opts.Path, flags, 0)
+	} else {
+		f, err = os.OpenFile(opts.Path, flags, 0)
+	}
+	if err != nil {
+		return nil, openError(err, opts.DirectIO)
+	}
+	b := &fileBackstore{
+		file:        f,
+		path:        opts.Path,
+		direct:      opts.DirectIO,
+		writeCache:  opts.WriteCache,
+		readOnly:    opts.ReadOnly,
+		offsetAlign: 1,
+		memAlign:    1,
+		pwritev2:    unix.Pwritev2,
+		fdatasync:   unix.Fdatasync,
+	}
+	if err := b.setup(opts); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return b, nil
+}
+
+// openError explains the open failures a user can fix in the config.
+func openError(err error, direct bool) error {
+	if direct && errors.Is(err, syscall.EINVAL) {
+		// open(2): EINVAL with O_DIRECT means the filesystem has no
+		// direct I/O (tmpfs before Linux 6.6, some FUSE filesystems).
+		return fmt.Errorf("%w (%w)", ErrDirectIOUnsupported, err)
+	}
+	return err
+}
+
+// createImage creates a missing image as a sparse file of opts.Size bytes,
+// with its parent directories. An existing image is left alone.
+func createImage(opts Options) error {
+	if _, err := os.Stat(opts.Path); err == nil {
+		return nil
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	if opts.ReadOnly {
+		return errors.New("image does not exist and read_only forbids creating it")
+	}
+	if opts.Size == 0 {
+		return errors.New("image does not exist and no size is configured to create it")
+	}
+	dir := filepath.Dir(opts.Path)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	f, err := os.OpenFile(opts.Path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	if errors.Is(err, fs.ErrExist) {
+		return nil // created by someone else meanwhile; setup checks its size
+	}
+	if err != nil {
+		return err
+	}
+	err = f.Truncate(opts.Size)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = syncDir(dir) // make the new directory entry itself durable
+	}
+	if err != nil {
+		os.Remove(opts.Path)
+		return fmt.Errorf("create image: %w", err)
+	}
+	return nil
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// setup checks the opened image against opts, grows it when needed, locks
+// it against a second exporter and learns the O_DIRECT alignment.
+func (b *fileBackstore) setup(opts Options) error {
+	conn, err := b.file.SyscallConn()
+	if err != nil {
+		return err
+	}
+	b.conn = conn
+	st, err := b.file.Stat()
+	if err != nil {
+		return err
+	}
+	if !st.Mode().IsRegular() {
+		return fmt.Errorf("not a regular file (mode %v)", st.Mode())
+	}
+	if err := b.lock(); err != nil {
+		return err
+	}
+
+	current, want := st.Size(), opts.Size
+	bs := int64(opts.BlockSize)
+	switch {
+	case want == 0:
+		if current == 0 {
+			return errors.New("image is empty and no size is configured")
+		}
+		if current%bs != 0 {
+			return fmt.Errorf("image size %d is not a multiple of block_size %d", current, bs)
+		}
+		want = current
+	case current > want:
+		return fmt.Errorf("image is %d bytes, larger than the configured size %d; refusing to shrink it (raise size, or set it to 0 to use the image size)", current, want)
+	case current < want:
+		if opts.ReadOnly {
+			return fmt.Errorf("image is %d bytes, smaller than the configured size %d, and read_only forbids growing it", current, want)
+		}
+		// Grow sparse; the new tail reads as zeros. Sync makes the new
+		// size durable before any write lands beyond the old end.
+		if err := b.file.Truncate(want); err != nil {
+			return fmt.Errorf("grow image from %d to %d bytes: %w", current, want, err)
+		}
+		if err := b.file.Sync(); err != nil {
+			return fmt.Errorf("grow image from %d to %d bytes: %w", current, want, err)
+		}
+	}
+	b.size = want
+
+	if b.direct {
+		b.offsetAlign, b.memAlign = b.directAlignment()
+		if b.memAlign > BufferAlign || b.offsetAlign > maxBounce {
+			return fmt.Errorf("O_DIRECT alignment (memory %d, offset %d) is beyond what this server supports; set direct_io = false", b.memAlign, b.offsetAlign)
+		}
+		// The tail unit could only be rewritten whole by extending the file.
+		if b.size%b.offsetAlign != 0 {
+			return fmt.Errorf("size %d is not a multiple of the O_DIRECT alignment %d of this filesystem; change size or set direct_io = false", b.size, b.offsetAlign)
+		}
+	}
+	return nil
+}
+
+// lock takes an advisory flock so that two servers (or two LUNs) never
+// export the same image read-write: that would corrupt any filesystem on
+// it. Read-only opens share the lock.
+func (b *fileBackstore) lock() error {
+	how := unix.LOCK_EX | unix.LOCK_NB
+	if b.readOnly {
+		how = unix.LOCK_SH | unix.LOCK_NB
+	}
+	var lockErr error
+	err := b.conn.Control(func(fd uintptr) {
+		lockErr = unix.Flock(int(fd), how)
+	})
+	if err == nil {
+		err = lockErr
+	}
+	if errors.Is(err, unix.EWOULDBLOCK) {
+		return errors.New("image is in use by another backstore or process (flock held)")
+	}
+	return err
+}
+
+// directAlignment asks the kernel for the file's O_DIRECT alignment
+// (statx STATX_DIOALIGN, Linux 6.1). Without an answer it assumes the
+// conservative page-sized values that directio documents.
+func (b *fileBackstore) directAlignment() (offsetAlign int64, memAlign int) {
+	offsetAlign, memAlign = directio.BlockSize, directio.AlignSize
+	var st unix.Statx_t
+	var statErr error
+	err := b.conn.Control(func(fd uintptr) {
+		statErr = unix.Statx(int(fd), "", unix.AT_EMPTY_PATH, unix.STATX_DIOALIGN, &st)
+	})
+	if err != nil || statErr != nil || st.Mask&unix.STATX_DIOALIGN == 0 {
+		return offsetAlign, memAlign
+	}
+	if isPowerOfTwo(int64(st.Dio_offset_align)) && isPowerOfTwo(int64(st.Dio_mem_align)) {
+		return int64(st.Dio_offset_align), int(st.Dio_mem_align)
+	}
+	return offsetAlign, memAlign
+}
+
+func isPowerOfTwo(x int64) bool { return x > 0 && x&(x-1) == 0 }
+
+func (b *fileBackstore) Size() int64 { return b.size }
+
+// directReady reports whether p at off can go to O_DIRECT as it is.
+func (b *fileBackstore) directReady(p []byte, off int64) bool {
+	mask := b.offsetAlign - 1
+	return off&mask == 0 && int64(len(p))&mask == 0 && isAligned(p, b.memAlign)
+}
+
+func (b *fileBackstore) alignDown(x int64) int64 { return x &^ (b.offsetAlign - 1) }
+func (b *fileBackstore) alignUp(x int64) int64 {
+	return (x + b.offsetAlign - 1) &^ (b.offsetAlign - 1)
+}
+
+func (b *fileBackstore) ReadAt(p []byte, off int64) (int, error) {
+	if b.closed.Load() {
+		return 0, ErrClosed
+	}
+	n, eof := clipRead(len(p), off, b.size)
+	if n == 0 {
+		return 0, eof
+	}
+	p = p[:n]
+	var err error
+	if b.direct && !b.directReady(p, off) {
+		n, err = b.readBounce(p, off)
+	} else {
+		n, err = b.readFull(p, off)
+	}
+	if err != nil {
+		return n, b.ioError("read", len(p), off, err)
+	}
+	return n, eof
+}
+
+// readFull reads all of p at off, below b.size. os.File.ReadAt already
+// retries short reads; io.EOF here means the image was truncated under us.
+func (b *fileBackstore) readFull(p []byte, off int64) (int, error) {
+	n, err := b.file.ReadAt(p, off)
+	if err == io.EOF {
+		err = fmt.Errorf("image shorter than its configured size %d: %w", b.size, io.ErrUnexpectedEOF)
+	}
+	return n, err
+}
+
+// readBounce serves an O_DIRECT read whose buffer, offset or length is
+// unaligned: it reads whole alignment units into a pooled aligned buffer
+// and copies the wanted bytes out.
+func (b *fileBackstore) readBounce(p []byte, off int64) (int, error) {
+	end := off + int64(len(p))
+	done := 0
+	for done < len(p) {
+		pos := off + int64(done)
+		start := b.alignDown(pos)
+		stop := min(end, start+maxBounce)
+		buf := GetBuffer(int(b.alignUp(stop) - start))
+		_, err := b.readFull(buf, start)
+		if err == nil {
+			done += copy(p[done:], buf[pos-start:stop-start])
+		}
+		PutBuffer(buf)
+		if err != nil {
+			return done, err
+		}
+	}
+	return done, nil
+}
+
+func (b *fileBackstore) WriteAt(p []byte, off int64, fua bool) (int, error) {
+	if b.closed.Load() {
+		return 0, ErrClosed
+	}
+	if b.readOnly {
+		return 0, ErrReadOnly
+	}
+	if err := checkWrite(len(p), off, b.size); err != nil {
+		return 0, err
+	}
+	if len(p) == 0 {
+		return 0, nil
+	}
+	var n int
+	var err error
+	switch {
+	case !b.direct:
+		n, err = b.pwrite(p, off, fua)
+	case b.directReady(p, off):
+		// Shared: aligned writes overlap each other freely, as on a disk,
+		// but must not land inside another write's read-modify-write.
+		t := b.units.lock(off, off+int64(len(p)), false)
+		n, err = b.pwrite(p, off, fua)
+		b.units.unlock(t)
+	default:
+		n, err = b.writeBounce(p, off, fua)
+	}
+	if err != nil {
+		return n, b.ioError("write", len(p), off, err)
+	}
+	return n, nil
+}
+
+// writeBounce serves an unaligned O_DIRECT write as a read-modify-write of
+// the alignment units it touches, holding them exclusively so that a
+// concurrent write into the same units cannot be overwritten with the
+// stale bytes read here.
+func (b *fileBackstore) writeBounce(p []byte, off int64, fua bool) (int, error) {
+	end := off + int64(len(p))
+	unit := b.offsetAlign
+	done := 0
+	for done < len(p) {
+		pos := off + int64(done)
+		start := b.alignDown(pos)
+		stop := min(end, start+maxBounce)
+		unitsEnd := b.alignUp(stop)
+		t := b.units.lock(start, unitsEnd, true)
+		buf := GetBuffer(int(unitsEnd - start))
+		var err error
+		// Only the first and last units can be partly covered; read them
+		// so the bytes around the caller's data are written back unchanged.
+		headPartial := pos != start
+		if headPartial {
+			_, err = b.readFull(buf[:unit], start)
+		}
+		if err == nil && stop != unitsEnd && !(headPartial && unitsEnd-unit == start) {
+			_, err = b.readFull(buf[len(buf)-int(unit):], unitsEnd-unit)
+		}
+		if err == nil {
+			copy(buf[pos-start:], p[done:done+int(stop-pos)])
+			_, err = b.pwrite(buf, start, fua)
+		}
+		PutBuffer(buf)
+		b.units.unlock(t)
+		if err != nil {
+			return done, err
+		}
+		done += int(stop - pos)
+	}
+	return done, nil
+}
+
+// pwrite writes all of buf at off and, for a FUA write in write-back mode,
+// makes it stable before returning. In write-through mode O_DSYNC already
+// does that for every write.
+func (b *fileBackstore) pwrite(buf []byte, off int64, fua bool) (int, error) {
+	if !fua || !b.writeCache {
+		return b.file.WriteAt(buf, off)
+	}
+	if !b.noDsyncFlag.Load() {
+		// pwritev2(2) RWF_DSYNC (Linux 4.7): O_DSYNC for this one write,
+		// which syncs only this data instead of the whole file.
+		n, err := b.pwriteDsync(buf, off)
+		if err == nil || n > 0 || !notSupported(err) {
+			return n, err
+		}
+		b.noDsyncFlag.Store(true)
+	}
+	n, err := b.file.WriteAt(buf, off)
+	if err != nil {
+		return n, err
+	}
+	if err := b.datasync(); err != nil {
+		return n, fmt.Errorf("fdatasync after FUA write: %w", err)
+	}
+	return n, nil
+}
+
+func (b *fileBackstore) pwriteDsync(buf []byte, off int64) (int, error) {
+	var n int
+	var writeErr error
+	err := b.conn.Write(func(fd uintptr) bool {
+		for n < len(buf) {
+			m, err := b.pwritev2(int(fd), [][]byte{buf[n:]}, off+int64(n), unix.RWF_DSYNC)
+			if err == unix.EINTR {
+				continue
+			}
+			if err != nil {
+				writeErr = err
+				break
+			}
+			if m <= 0 {
+				writeErr = io.ErrShortWrite
+				break
+			}
+			n += m
+		}
+		return true // a regular file never waits for readiness
+	})
+	if err != nil {
+		return n, err
+	}
+	return n, writeErr
+}
+
+// notSupported recognises a kernel or filesystem without RWF_DSYNC:
+// EOPNOTSUPP for an unknown flag, ENOSYS without pwritev2 at all.
+func notSupported(err error) bool {
+	return errors.Is(err, unix.EOPNOTSUPP) || errors.Is(err, unix.ENOTSUP) || errors.Is(err, unix.ENOSYS)
+}
+
+func (b *fileBackstore) datasync() error {
+	var syncErr error
+	err := b.conn.Control(func(fd uintptr) {
+		for {
+			syncErr = b.fdatasync(int(fd))
+			if syncErr != unix.EINTR {
+				return
+			}
+		}
+	})
+	if err != nil {
+		return err
+	}
+	return syncErr
+}
+
+// Sync flushes the page cache and the device's volatile cache for this
+// file: fdatasync(2), which skips metadata that reading the data back does
+// not need (timestamps).
+func (b *fileBackstore) Sync() error {
+	if b.closed.Load() {
+		return ErrClosed
+	}
+	if b.readOnly {
+		return nil
+	}
+	if err := b.datasync(); err != nil {
+		if errors.Is(err, os.ErrClosed) {
+			return ErrClosed
+		}
+		return fmt.Errorf("fdatasync %q: %w", b.path, err)
+	}
+	return nil
+}
+
+// Close flushes a write-back cache, so a clean shutdown loses nothing,
+// then closes the image (which drops the flock).
+func (b *fileBackstore) Close() error {
+	if !b.closed.CompareAndSwap(false, true) {
+		return ErrClosed
+	}
+	var syncErr error
+	if b.writeCache && !b.readOnly {
+		if err := b.datasync(); err != nil {
+			syncErr = fmt.Errorf("fdatasync %q: %w", b.path, err)
+		}
+	}
+	return errors.Join(syncErr, b.file.Close())
+}
+
+func (b *fileBackstore) ioError(op string, length int, off int64, err error) error {
+	if errors.Is(err, os.ErrClosed) {
+		return ErrClosed
+	}
+	return fmt.Errorf("%s %d bytes at offset %d of %q: %w", op, length, off, b.path, err)
+}

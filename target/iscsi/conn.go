@@ -1,0 +1,553 @@
+package iscsi
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// conn is one TCP connection. As in net/http's conn.serve, one reader
+// goroutine (serve) decodes PDUs, commands execute on their own goroutines
+// (bounded by the CmdSN window), and one writer goroutine owns the socket's
+// write side and batches responses into a single writev.
+type conn struct {
+	svc  *Service
+	nc   net.Conn
+	tpgt uint16
+	log  *slog.Logger
+
+	r *Reader // owned by the reader goroutine
+	w *Writer // owned by the login, then by the writer goroutine
+
+	sess      *Session // set at the end of a normal login
+	cid       uint16   // the connection ID given at login
+	discovery bool
+	params    Params // negotiated; read-only after login
+	window    cmdWindow
+
+	out      chan *outPDU  // to the writer goroutine
+	quit     chan struct{} // closed when the connection is going down
+	done     chan struct{} // closed when serve has returned
+	quitOnce sync.Once
+	closeErr atomic.Pointer[ConnError]
+
+	mu    sync.Mutex
+	tasks map[uint32]*task // by ITT; guarded by mu
+	wg    sync.WaitGroup   // executing commands
+
+	// Owned by the reader goroutine.
+	pending    map[uint32]*queuedPDU // commands that arrived ahead of ExpCmdSN
+	textReq    []byte                // text of a Text Request continued with the C bit
+	textCont   *textExchange         // a long Text answer still being handed out
+	initiator  string                // InitiatorName from login
+	nextTTT    uint32
+	scratch    []byte
+	lastRecv   atomic.Int64 // unix nanoseconds of the last PDU received
+	pingTTT    atomic.Uint32
+	pingSentAt atomic.Int64
+	loggedOut  atomic.Bool
+}
+
+// outPDU is one PDU queued for the writer. The writer fills StatSN,
+// ExpCmdSN and MaxCmdSN when it sends, so they are in wire order.
+type outPDU struct {
+	hdr        BHS
+	data       []byte
+	advanceSN  bool   // this PDU consumes a StatSN (RFC 7143 4.2.2.2)
+	keepStatSN bool   // the header's StatSN field is not the session's (none)
+	onSent     func() // called by the writer after the PDU went out (or was dropped)
+	closeAfter bool   // close the connection once it is sent (logout)
+}
+
+var outPDUPool = sync.Pool{New: func() any { return new(outPDU) }}
+
+func getOutPDU() *outPDU {
+	p := outPDUPool.Get().(*outPDU)
+	*p = outPDU{}
+	return p
+}
+
+// queuedPDU is a non-immediate PDU that arrived with a CmdSN above ExpCmdSN;
+// it runs when the gap closes (RFC 7143 4.2.2.1 delivery in CmdSN order).
+type queuedPDU struct {
+	hdr  BHS
+	ahs  []byte
+	data []byte
+}
+
+func newConn(svc *Service, nc net.Conn, tpgt uint16) *conn {
+	c := &conn{
+		svc:     svc,
+		nc:      nc,
+		tpgt:    tpgt,
+		log:     svc.log.With("remote", nc.RemoteAddr().String()),
+		r:       NewReader(nc),
+		w:       NewWriter(nc),
+		quit:    make(chan struct{}),
+		done:    make(chan struct{}),
+		tasks:   make(map[uint32]*task),
+		pending: make(map[uint32]*queuedPDU),
+		nextTTT: 1,
+	}
+	c.params = DefaultParams()
+	// RFC 7143 13.12: login PDUs carry at most 8192 bytes of data.
+	c.r.SetMaxRecvDataSegmentLength(8192)
+	return c
+}
+
+func (c *conn) closeWith(err *ConnError) {
+	c.quitOnce.Do(func() {
+		c.closeErr.Store(err)
+		close(c.quit)
+		// Unblock the reader; the writer notices quit.
+		c.nc.SetReadDeadline(time.Now())
+	})
+}
+
+// shutdown is a graceful stop: no new commands are read, running ones finish.
+func (c *conn) shutdown() { c.closeWith(connErrorf("server shutting down")) }
+
+func (c *conn) waitDone(d time.Duration) {
+	select {
+	case <-c.done:
+	case <-time.After(d):
+	}
+}
+
+func (c *conn) serve(ctx context.Context) {
+	defer close(c.done)
+	defer c.nc.Close()
+	res, err := c.login()
+	if err != nil {
+		if !errors.Is(err, io.EOF) {
+			c.log.Info("login failed", "err", err)
+		}
+		return
+	}
+	st := res.state
+	c.params = res.params
+	c.cid = st.cid
+	c.initiator = st.initiator
+	c.discovery = st.sessType == sessionDiscovery
+	c.log = c.log.With("initiator", st.initiator)
+	if c.sess != nil {
+		c.log = c.log.With("target", c.sess.target.Name)
+	}
+	c.log.Info("login", "session", map[bool]string{true: "discovery", false: "normal"}[c.discovery],
+		"tsih", st.tsih, "header_digest", c.params.HeaderDigest, "data_digest", c.params.DataDigest)
+
+	// RFC 7143 6.3: digests apply from the first PDU after the final login response.
+	c.r.SetDigests(c.params.HeaderDigest, c.params.DataDigest)
+	c.w.SetDigests(c.params.HeaderDigest, c.params.DataDigest)
+	c.r.SetMaxRecvDataSegmentLength(int(c.params.MaxRecvDataSegmentLength))
+	c.window.init(st.cmdSN, c.svc.opts.QueueDepth)
+	c.out = make(chan *outPDU, 256)
+	c.lastRecv.Store(time.Now().UnixNano())
+
+	writerDone := make(chan struct{})
+	go c.writeLoop(st.statSN, writerDone)
+	go c.pingLoop()
+
+	rerr := c.readLoop(ctx)
+
+	// Tear down: stop reading, let running commands finish (their responses
+	// are dropped if the socket is gone), then stop the writer.
+	c.closeWith(connErrorf("reader stopped"))
+	c.abortAllTasks()
+	c.wg.Wait()
+	close(c.out)
+	<-writerDone
+	if c.sess != nil {
+		c.svc.unregister(c.sess.key, c.sess)
+		c.sess.target.Device.NexusLoss(c.sess.nexus)
+	}
+	reason := ""
+	if ce := c.closeErr.Load(); ce != nil {
+		reason = ce.Reason
+	}
+	if rerr != nil && !errors.Is(rerr, io.EOF) && !errors.Is(rerr, net.ErrClosed) && !isTimeout(rerr) {
+		reason = rerr.Error()
+	}
+	c.log.Info("logout", "clean", c.loggedOut.Load(), "reason", reason)
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// readLoop is the reader goroutine of the full feature phase.
+func (c *conn) readLoop(ctx context.Context) error {
+	for {
+		select {
+		case <-c.quit:
+			return nil
+		case <-ctx.Done():
+			return nil
+		default:
+		}
+		hdr, err := c.r.ReadHeader()
+		if err != nil {
+			var de *DigestError
+			if errors.As(err, &de) {
+				c.log.Warn("header digest error, closing connection", "err", err)
+			}
+			return err
+		}
+		c.lastRecv.Store(time.Now().UnixNano())
+		if err := c.dispatch(hdr); err != nil {
+			var rej *RejectError
+			var ce *ConnError
+			switch {
+			case errors.As(err, &rej):
+				c.log.Warn("reject", "reason", rej.Reason, "why", rej.Why)
+				c.sendReject(rej)
+			case errors.As(err, &ce):
+				c.log.Warn("closing connection", "why", ce.Reason)
+				return err
+			default:
+				return err
+			}
+		}
+	}
+}
+
+// readSmallData reads the data segment of the current PDU into a fresh
+// slice. Used for PDUs whose data is small and must outlive the next read.
+func (c *conn) readSmallData(h *BHS) ([]byte, error) {
+	n := h.DataSegmentLength()
+	if n == 0 {
+		return nil, nil
+	}
+	buf := make([]byte, n)
+	if err := c.r.ReadData(buf); err != nil {
+		return nil, err
+	}
+	return buf, nil
+}
+
+// dispatch handles one PDU whose header was just read; its data segment is
+// still on the wire.
+func (c *conn) dispatch(hdr *Header) error {
+	h := &hdr.BHS
+	op := h.Opcode()
+	if c.discovery {
+		switch op {
+		case OpTextRequest, OpLogoutRequest, OpNOPOut:
+		default:
+			// RFC 7143 4.3: a discovery session carries only Text, Logout and NOP.
+			if err := c.r.DiscardData(); err != nil {
+				return err
+			}
+			return &RejectError{Reason: RejectProtocolError, Header: *h, Why: op.String() + " in a discovery session"}
+		}
+	}
+	switch op {
+	case OpSCSICommand, OpNOPOut, OpTaskMgmtRequest, OpTextRequest, OpLogoutRequest:
+		return c.ordered(hdr)
+	case OpDataOut:
+		return c.handleDataOut(h)
+	case OpSNACKRequest:
+		if err := c.r.DiscardData(); err != nil {
+			return err
+		}
+		// RFC 7143 11.16: SNACK needs ErrorRecoveryLevel > 0; we negotiate 0.
+		return &RejectError{Reason: RejectSNACKReject, Header: *h, Why: "SNACK at ErrorRecoveryLevel 0"}
+	default:
+		if err := c.r.DiscardData(); err != nil {
+			return err
+		}
+		return &RejectError{Reason: RejectCommandNotSupported, Header: *h, Why: "opcode " + op.String()}
+	}
+}
+
+// cmdSNOf returns the CmdSN field (bytes 24-27) of a request that carries one.
+func cmdSNOf(h *BHS) uint32 { return binary.BigEndian.Uint32(h[24:28]) }
+
+// ordered applies the CmdSN rules of RFC 7143 4.2.2.1 to a request: an
+// immediate one runs now; a non-immediate one runs when its CmdSN is the
+// next expected, waits when it is ahead inside the window, and is silently
+// dropped when it is outside the window.
+func (c *conn) ordered(hdr *Header) error {
+	h := &hdr.BHS
+	if h.Immediate() {
+		return c.execute(hdr, nil, false)
+	}
+	sn := cmdSNOf(h)
+	exp := c.window.expCmdSN.Load()
+	_, max := c.window.current()
+	switch {
+	case sn == exp:
+		c.window.expCmdSN.Store(exp + 1)
+		if err := c.execute(hdr, nil, false); err != nil {
+			return err
+		}
+		return c.drainPending()
+	case serialInWindow(sn, exp, max):
+		if _, dup := c.pending[sn]; dup {
+			c.log.Debug("duplicate CmdSN dropped", "cmdsn", sn)
+			return c.r.DiscardData()
+		}
+		q := &queuedPDU{hdr: *h, ahs: append([]byte(nil), hdr.AHS...)}
+		data, err := c.readSmallData(h)
+		if err != nil {
+			return err
+		}
+		q.data = data
+		c.pending[sn] = q
+		return nil
+	default:
+		c.log.Debug("CmdSN outside the window dropped", "cmdsn", sn, "exp", exp, "max", max)
+		return c.r.DiscardData()
+	}
+}
+
+func (c *conn) drainPending() error {
+	for {
+		exp := c.window.expCmdSN.Load()
+		q, ok := c.pending[exp]
+		if !ok {
+			return nil
+		}
+		delete(c.pending, exp)
+		c.window.expCmdSN.Store(exp + 1)
+		hdr := &Header{BHS: q.hdr, AHS: q.ahs}
+		if err := c.execute(hdr, q.data, true); err != nil {
+			return err
+		}
+	}
+}
+
+// execute runs a request in CmdSN order. When queued is false its data
+// segment is still on the wire; otherwise it is in data.
+func (c *conn) execute(hdr *Header, data []byte, queued bool) error {
+	h := &hdr.BHS
+	if !h.Immediate() {
+		c.window.inflight.Add(1)
+	}
+	if h.Opcode() == OpSCSICommand {
+		return c.handleSCSICommand(hdr, data, queued)
+	}
+	if !queued {
+		var err error
+		if data, err = c.readSmallData(h); err != nil {
+			return err
+		}
+	}
+	switch h.Opcode() {
+	case OpNOPOut:
+		return c.handleNOPOut(h, data)
+	case OpTaskMgmtRequest:
+		return c.handleTaskMgmt(h)
+	case OpTextRequest:
+		return c.handleText(h, data)
+	case OpLogoutRequest:
+		return c.handleLogout(h)
+	}
+	return nil
+}
+
+// commandDone releases the CmdSN window slot of a non-immediate request.
+func (c *conn) commandDone(immediate bool) {
+	if !immediate {
+		c.window.inflight.Add(-1)
+	}
+}
+
+// send queues a PDU for the writer. It never blocks forever: when the
+// connection is going down the PDU is dropped (and its onSent still runs).
+func (c *conn) send(p *outPDU) {
+	select {
+	case c.out <- p:
+	case <-c.quit:
+		// The writer may still be draining; try without blocking once more.
+		select {
+		case c.out <- p:
+		default:
+			if p.onSent != nil {
+				p.onSent()
+			}
+			outPDUPool.Put(p)
+		}
+	}
+}
+
+// writeLoop is the writer goroutine: it owns StatSN and the socket's write
+// side, and sends everything queued in one writev per batch.
+func (c *conn) writeLoop(statSN uint32, done chan<- struct{}) {
+	defer close(done)
+	var batch []*outPDU
+	broken := false
+	closeAfter := false
+	for p := range c.out {
+		batch = append(batch[:0], p)
+	drain:
+		for len(batch) < 64 {
+			select {
+			case q, ok := <-c.out:
+				if !ok {
+					break drain
+				}
+				batch = append(batch, q)
+			default:
+				break drain
+			}
+		}
+		exp, max := c.window.current()
+		for _, q := range batch {
+			if !q.keepStatSN {
+				binary.BigEndian.PutUint32(q.hdr[24:28], statSN)
+			}
+			binary.BigEndian.PutUint32(q.hdr[28:32], exp)
+			binary.BigEndian.PutUint32(q.hdr[32:36], max)
+			if q.advanceSN {
+				statSN++
+			}
+			if !broken {
+				c.w.Queue(&q.hdr, q.data)
+			}
+			closeAfter = closeAfter || q.closeAfter
+		}
+		if !broken {
+			c.nc.SetWriteDeadline(time.Now().Add(c.svc.opts.NopTimeout))
+			if err := c.w.Flush(); err != nil {
+				broken = true
+				c.closeWith(connErrorf("write: %v", err))
+			}
+		}
+		for _, q := range batch {
+			if q.onSent != nil {
+				q.onSent()
+			}
+			outPDUPool.Put(q)
+		}
+		if closeAfter && !broken {
+			broken = true
+			c.closeWith(connErrorf("logout"))
+			if tc, ok := c.nc.(*net.TCPConn); ok {
+				tc.CloseWrite()
+			}
+		}
+	}
+}
+
+// pingLoop sends NOP-In pings to an idle initiator and drops it when it
+// does not answer in time (RFC 7143 11.19: a NOP-In with a valid TTT asks
+// for a NOP-Out answer).
+func (c *conn) pingLoop() {
+	interval, timeout := c.svc.opts.NopInterval, c.svc.opts.NopTimeout
+	tick := time.NewTicker(interval / 2)
+	defer tick.Stop()
+	for {
+		select {
+		case <-c.quit:
+			return
+		case now := <-tick.C:
+			last := time.Unix(0, c.lastRecv.Load())
+			if sent := c.pingSentAt.Load(); sent != 0 {
+				if last.Before(time.Unix(0, sent)) && now.Sub(time.Unix(0, sent)) > timeout {
+					c.closeWith(connErrorf("initiator did not answer a NOP-In in %v", timeout))
+					return
+				}
+				if !last.Before(time.Unix(0, sent)) {
+					c.pingSentAt.Store(0)
+				}
+				continue
+			}
+			if now.Sub(last) < interval {
+				continue
+			}
+			ttt := c.allocPingTTT()
+			p := getOutPDU()
+			nop := NOPIn{LUN: 0, ITT: 0xffffffff, TTT: ttt}
+			nop.Encode(&p.hdr)
+			c.pingSentAt.Store(now.UnixNano())
+			c.send(p)
+		}
+	}
+}
+
+func (c *conn) allocPingTTT() uint32 {
+	// Ping TTTs live in the top half of the TTT space, R2T TTTs in the bottom.
+	t := c.pingTTT.Add(1) | 0x80000000
+	if t == 0xffffffff {
+		t = c.pingTTT.Add(1) | 0x80000000
+	}
+	return t
+}
+
+func (c *conn) sendReject(rej *RejectError) {
+	p := getOutPDU()
+	r := Reject{Reason: rej.Reason, DataSN_R2TSN: 0}
+	r.Encode(&p.hdr)
+	hdrCopy := rej.Header
+	p.data = hdrCopy[:]
+	p.advanceSN = true
+	c.send(p)
+}
+
+// handleNOPOut answers a ping (RFC 7143 11.18): an ITT other than 0xffffffff
+// asks for a NOP-In echoing the data; ITT 0xffffffff answers our own ping.
+func (c *conn) handleNOPOut(h *BHS, data []byte) error {
+	nop := h.NOPOut()
+	defer c.commandDone(nop.Immediate)
+	if nop.ITT == 0xffffffff {
+		if nop.TTT != 0xffffffff {
+			c.pingSentAt.Store(0)
+		}
+		return nil
+	}
+	if nop.TTT != 0xffffffff {
+		return &RejectError{Reason: RejectProtocolError, Header: *h, Why: "NOP-Out with both ITT and TTT set"}
+	}
+	if len(data) > int(c.params.MaxXmitDataSegmentLength) {
+		data = data[:c.params.MaxXmitDataSegmentLength]
+	}
+	p := getOutPDU()
+	in := NOPIn{LUN: nop.LUN, ITT: nop.ITT, TTT: 0xffffffff}
+	in.Encode(&p.hdr)
+	p.data = data
+	p.advanceSN = true
+	c.send(p)
+	return nil
+}
+
+// handleLogout ends the session or connection (RFC 7143 11.14). Running
+// commands finish first so that nothing acknowledged is lost.
+func (c *conn) handleLogout(h *BHS) error {
+	req := h.LogoutRequest()
+	c.commandDone(req.Immediate)
+	resp := LogoutResponse{ITT: req.ITT, Time2Wait: 0, Time2Retain: 0}
+	switch req.ReasonCode {
+	case LogoutCloseSession, LogoutCloseConnection:
+		if req.ReasonCode == LogoutCloseConnection && req.CID != c.cid {
+			resp.Response = LogoutRespCIDNotFound
+		}
+	case LogoutRemoveForRecovery:
+		// ErrorRecoveryLevel 0 has no connection recovery.
+		resp.Response = LogoutRespRecoveryUnsupported
+	default:
+		return &RejectError{Reason: RejectInvalidPDUField, Header: *h, Why: "logout reason code"}
+	}
+	closing := resp.Response == LogoutRespSuccess
+	if closing {
+		c.loggedOut.Store(true)
+	}
+	go func() {
+		if closing {
+			c.waitTasks(c.svc.opts.NopTimeout)
+		}
+		p := getOutPDU()
+		resp.Encode(&p.hdr)
+		p.advanceSN = true
+		p.closeAfter = closing
+		c.send(p)
+	}()
+	return nil
+}

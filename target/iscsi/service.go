@@ -1,0 +1,244 @@
+package iscsi
+
+import (
+	"context"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/blockport/blockport/target/scsi"
+)
+
+// Target is what the fabric needs to know of one iSCSI target. The core
+// (package target) builds it from the config and may swap it on reload.
+type Target struct {
+	Name   string
+	Alias  string
+	Device *scsi.Device
+	// Admit reports whether an initiator may log in to this target
+	// (ACLs live in the core; the fabric only asks).
+	Admit func(initiator string, remote net.Addr) bool
+}
+
+// Portal is one network portal with its target portal group tag.
+type Portal struct {
+	Addr string // host:port as listened on
+	TPGT uint16
+}
+
+// Registry is the fabric's view of the core: implemented by package target.
+type Registry interface {
+	LookupTarget(name string) *Target
+	Targets() []*Target
+	Portals() []Portal
+}
+
+// Options tune the fabric. Zero values mean the defaults below.
+type Options struct {
+	Limits       TargetLimits
+	LoginTimeout time.Duration // a connection that does not finish login in time is closed
+	NopInterval  time.Duration // idle time before the target pings the initiator
+	NopTimeout   time.Duration // time the initiator has to answer a ping
+	QueueDepth   uint32        // commands a session may have outstanding (CmdSN window)
+	Logger       *slog.Logger
+}
+
+const (
+	defaultLoginTimeout = 15 * time.Second
+	defaultNopInterval  = 15 * time.Second
+	defaultNopTimeout   = 30 * time.Second
+	defaultQueueDepth   = 128
+)
+
+// Service accepts iSCSI connections and owns the sessions of one server.
+type Service struct {
+	registry Registry
+	opts     Options
+	log      *slog.Logger
+
+	mu       sync.Mutex
+	sessions map[sessionKey]*Session // guarded by mu
+	byTSIH   map[uint16]*Session     // guarded by mu
+	nextTSIH uint16                  // guarded by mu
+	conns    map[*conn]struct{}      // guarded by mu
+	closing  bool                    // guarded by mu
+	wg       sync.WaitGroup
+}
+
+// sessionKey identifies a session for reinstatement: RFC 7143 4.4.3, the
+// initiator name, ISID and target portal group (and target) name a session.
+type sessionKey struct {
+	initiator string
+	isid      [6]byte
+	target    string
+	tpgt      uint16
+}
+
+// NewService makes a fabric over a registry.
+func NewService(reg Registry, opts Options) *Service {
+	if opts.Limits == (TargetLimits{}) {
+		opts.Limits = DefaultTargetLimits()
+	}
+	if opts.LoginTimeout == 0 {
+		opts.LoginTimeout = defaultLoginTimeout
+	}
+	if opts.NopInterval == 0 {
+		opts.NopInterval = defaultNopInterval
+	}
+	if opts.NopTimeout == 0 {
+		opts.NopTimeout = defaultNopTimeout
+	}
+	if opts.QueueDepth == 0 {
+		opts.QueueDepth = defaultQueueDepth
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Service{
+		registry: reg,
+		opts:     opts,
+		log:      log,
+		sessions: make(map[sessionKey]*Session),
+		byTSIH:   make(map[uint16]*Session),
+		nextTSIH: 1,
+		conns:    make(map[*conn]struct{}),
+	}
+}
+
+// ServeConn runs one connection until it ends. tpgt is the portal group of
+// the portal that accepted it.
+func (s *Service) ServeConn(ctx context.Context, nc net.Conn, tpgt uint16) {
+	c := newConn(s, nc, tpgt)
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		nc.Close()
+		return
+	}
+	s.conns[c] = struct{}{}
+	s.wg.Add(1)
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.conns, c)
+		s.mu.Unlock()
+		s.wg.Done()
+	}()
+	c.serve(ctx)
+}
+
+// Shutdown closes every connection after letting in-flight commands finish,
+// bounded by ctx.
+func (s *Service) Shutdown(ctx context.Context) {
+	s.mu.Lock()
+	s.closing = true
+	conns := make([]*conn, 0, len(s.conns))
+	for c := range s.conns {
+		conns = append(conns, c)
+	}
+	s.mu.Unlock()
+	for _, c := range conns {
+		c.shutdown()
+	}
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		for _, c := range conns {
+			c.nc.Close()
+		}
+		<-done
+	}
+}
+
+// CloseTarget drops every session of a target (used by cold reset and reload).
+func (s *Service) CloseTarget(name string) {
+	for _, sess := range s.sessionsOf(name) {
+		sess.close()
+	}
+}
+
+func (s *Service) sessionsOf(target string) []*Session {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []*Session
+	for k, sess := range s.sessions {
+		if k.target == target {
+			out = append(out, sess)
+		}
+	}
+	return out
+}
+
+// SessionInfo describes one session for status and metrics.
+type SessionInfo struct {
+	Target    string
+	Initiator string
+	ISID      [6]byte
+	TSIH      uint16
+	Remote    string
+	Params    Params
+	Since     time.Time
+}
+
+// Sessions lists the live normal sessions.
+func (s *Service) Sessions() []SessionInfo {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]SessionInfo, 0, len(s.sessions))
+	for k, sess := range s.sessions {
+		out = append(out, SessionInfo{
+			Target: k.target, Initiator: k.initiator, ISID: k.isid, TSIH: sess.tsih,
+			Remote: sess.remote, Params: sess.params, Since: sess.since,
+		})
+	}
+	return out
+}
+
+// register installs a new session, reinstating (closing) an old one with the
+// same key: RFC 7143 6.3.5, session reinstatement.
+func (s *Service) register(key sessionKey, sess *Session) (old *Session, ok bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing {
+		return nil, false
+	}
+	old = s.sessions[key]
+	if old != nil {
+		delete(s.byTSIH, old.tsih)
+	}
+	for i := 0; i < 1<<16; i++ {
+		t := s.nextTSIH
+		s.nextTSIH++
+		if s.nextTSIH == 0 {
+			s.nextTSIH = 1 // TSIH 0 is reserved for "new session"
+		}
+		if _, used := s.byTSIH[t]; !used && t != 0 {
+			sess.tsih = t
+			break
+		}
+	}
+	s.sessions[key] = sess
+	s.byTSIH[sess.tsih] = sess
+	return old, true
+}
+
+func (s *Service) unregister(key sessionKey, sess *Session) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.sessions[key] == sess {
+		delete(s.sessions, key)
+	}
+	if s.byTSIH[sess.tsih] == sess {
+		delete(s.byTSIH, sess.tsih)
+	}
+}
+
+func (s *Service) lookupTSIH(tsih uint16) *Session {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.byTSIH[tsih]
+}

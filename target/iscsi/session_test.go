@@ -1,0 +1,104 @@
+package iscsi
+
+import "testing"
+
+func TestTransitionAllowed(t *testing.T) {
+	tests := []struct {
+		from, to loginStage
+		want     bool
+	}{
+		{stageSecurity, stageSecurity, false},
+		{stageSecurity, stageOperational, true},
+		{stageSecurity, stageFullFeature, true},
+		{stageOperational, stageSecurity, false},
+		{stageOperational, stageOperational, false},
+		{stageOperational, stageFullFeature, true},
+		{stageFullFeature, stageSecurity, false},
+		{stageFullFeature, stageFullFeature, false},
+		{loginStage(2), stageFullFeature, false},
+		{stageSecurity, loginStage(2), false},
+	}
+	for _, tt := range tests {
+		if got := transitionAllowed(tt.from, tt.to); got != tt.want {
+			t.Errorf("transitionAllowed(%v, %v) = %v, want %v", tt.from, tt.to, got, tt.want)
+		}
+	}
+}
+
+func TestSerialArithmetic(t *testing.T) {
+	tests := []struct {
+		a, b uint32
+		want bool
+	}{
+		{1, 0, true},
+		{0, 1, false},
+		{5, 5, false},
+		{0, 0xffffffff, true}, // wraps
+		{0xffffffff, 0, false},
+		{0x80000000, 1, false}, // RFC 1982: 2^31 apart is undefined; we say no
+	}
+	for _, tt := range tests {
+		if got := serialGreater(tt.a, tt.b); got != tt.want {
+			t.Errorf("serialGreater(%#x, %#x) = %v, want %v", tt.a, tt.b, got, tt.want)
+		}
+	}
+	windows := []struct {
+		sn, lo, hi uint32
+		want       bool
+	}{
+		{10, 10, 20, true},
+		{20, 10, 20, true},
+		{21, 10, 20, false},
+		{9, 10, 20, false},
+		{2, 0xfffffff0, 5, true},
+		{6, 0xfffffff0, 5, false},
+		{0xffffffef, 0xfffffff0, 5, false},
+	}
+	for _, w := range windows {
+		if got := serialInWindow(w.sn, w.lo, w.hi); got != w.want {
+			t.Errorf("serialInWindow(%#x, %#x, %#x) = %v, want %v", w.sn, w.lo, w.hi, got, w.want)
+		}
+	}
+}
+
+func TestCmdWindowNeverShrinks(t *testing.T) {
+	var w cmdWindow
+	w.init(100, 4)
+	exp, max := w.current()
+	if exp != 100 || max != 103 {
+		t.Fatalf("initial window = [%d,%d], want [100,103]", exp, max)
+	}
+	// Four commands in flight: the computed window would close, but an
+	// advertised MaxCmdSN is never taken back.
+	w.expCmdSN.Store(104)
+	w.inflight.Store(4)
+	if _, max = w.current(); max != 103 {
+		t.Fatalf("MaxCmdSN = %d with a full queue, want 103", max)
+	}
+	w.inflight.Store(1)
+	if _, max = w.current(); max != 106 {
+		t.Fatalf("MaxCmdSN = %d after completions, want 106", max)
+	}
+}
+
+func TestDecodeLUN(t *testing.T) {
+	none := uint64(1<<64 - 1)
+	tests := []struct {
+		raw  uint64
+		want uint64
+	}{
+		{0, 0},
+		{0x0001_0000_0000_0000, 1},
+		{0x00ff_0000_0000_0000, 255},
+		{0x4100_0000_0000_0000, 256},  // flat space
+		{0x7fff_0000_0000_0000, 16383}, // largest flat LUN
+		{0x0100_0000_0000_0000, none},  // peripheral with a bus number
+		{0x8000_0000_0000_0000, none},  // logical unit addressing
+		{0xc000_0000_0000_0000, none},  // extended addressing
+	}
+	for _, tt := range tests {
+		if got := decodeLUN(tt.raw); got != tt.want {
+			t.Errorf("decodeLUN(%#016x) = %d, want %d", tt.raw, got, tt.want)
+		}
+	}
+}

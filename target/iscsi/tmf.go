@@ -1,0 +1,163 @@
+package iscsi
+
+import (
+	"slices"
+	"time"
+)
+
+
+// tmfWait bounds how long a TMF waits for the tasks it aborted to stop.
+const tmfWait = 30 * time.Second
+
+// handleTaskMgmt runs a task management function. Waiting for aborted tasks
+// happens off the reader goroutine so data for other tasks keeps flowing.
+func (c *conn) handleTaskMgmt(h *BHS) error {
+	req := h.TaskMgmtRequest()
+	respond := func(code uint8) {
+		p := getOutPDU()
+		r := TaskMgmtResponse{Response: code, ITT: req.ITT}
+		r.Encode(&p.hdr)
+		p.advanceSN = true
+		c.send(p)
+		c.commandDone(req.Immediate)
+	}
+	if c.sess == nil {
+		respond(TMFRespNotSupported)
+		return nil
+	}
+	dev := c.sess.target.Device
+	lun := decodeLUN(req.LUN)
+	lunExists := slices.Contains(dev.LUNs(), lun)
+	fn := req.Function & 0x7f
+	switch fn {
+	case TMFAbortTask:
+		c.mu.Lock()
+		t := c.tasks[req.ReferencedTaskTag]
+		c.mu.Unlock()
+		if t == nil {
+			// Completed already (its response is out or on its way), or never
+			// received: RFC 7143 11.5.1 answers "task does not exist".
+			respond(TMFRespTaskNotExist)
+			return nil
+		}
+		waits := c.abortTasks(func(x *task) bool { return x == t })
+		go func() { waitAll(waits, tmfWait); respond(TMFRespFunctionComplete) }()
+	case TMFAbortTaskSet, TMFClearTaskSet:
+		if !lunExists {
+			respond(TMFRespLUNNotExist)
+			return nil
+		}
+		match := func(x *task) bool { return x.cmd.LUN == lun }
+		var waits []chan struct{}
+		if fn == TMFClearTaskSet {
+			// CLEAR TASK SET clears the tasks of every I_T nexus (SAM-5 7.4).
+			waits = c.svc.abortTarget(c.sess.target.Name, match)
+		} else {
+			waits = c.abortTasks(match)
+		}
+		go func() { waitAll(waits, tmfWait); respond(TMFRespFunctionComplete) }()
+	case TMFLogicalUnitReset:
+		if !lunExists {
+			respond(TMFRespLUNNotExist)
+			return nil
+		}
+		waits := c.svc.abortTarget(c.sess.target.Name, func(x *task) bool { return x.cmd.LUN == lun })
+		nexus := c.sess.nexus
+		go func() {
+			waitAll(waits, tmfWait)
+			if err := dev.LUNReset(nexus, lun); err != nil {
+				respond(TMFRespLUNNotExist)
+				return
+			}
+			respond(TMFRespFunctionComplete)
+		}()
+	case TMFTargetWarmReset, TMFTargetColdReset:
+		name := c.sess.target.Name
+		waits := c.svc.abortTarget(name, func(*task) bool { return true })
+		nexus := c.sess.nexus
+		go func() {
+			waitAll(waits, tmfWait)
+			dev.TargetReset(nexus)
+			respond(TMFRespFunctionComplete)
+			if fn == TMFTargetColdReset {
+				// RFC 7143 11.5.1: a cold reset also drops every connection.
+				time.Sleep(100 * time.Millisecond)
+				c.svc.CloseTarget(name)
+			}
+		}()
+	case TMFTaskReassign:
+		// Needs ErrorRecoveryLevel 2.
+		respond(TMFRespReassignNotSupported)
+	case TMFClearACA:
+		// Blockport never establishes ACA (NACA=0 is the only mode).
+		respond(TMFRespNotSupported)
+	default:
+		respond(TMFRespNotSupported)
+	}
+	return nil
+}
+
+// abortTasks marks this connection's matching tasks aborted and returns
+// channels that close when each has stopped. Tasks still waiting for data are
+// dropped at once by their reader; executing ones finish their I/O and their
+// response is suppressed.
+func (c *conn) abortTasks(match func(*task) bool) []chan struct{} {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var waits []chan struct{}
+	for itt, t := range c.tasks {
+		if !match(t) {
+			continue
+		}
+		t.aborted.Store(true)
+		if t.state == taskExecuting {
+			waits = append(waits, t.done)
+		} else {
+			delete(c.tasks, itt)
+			// The reader owns a receiving task's buffer; it may be reading
+			// into it right now, so the buffer is left to the GC rather
+			// than put back in the pool.
+			c.commandDone(t.immediate)
+			close(t.done)
+		}
+	}
+	return waits
+}
+
+// abortAllTasks is used when the connection ends.
+func (c *conn) abortAllTasks() { waitAll(c.abortTasks(func(*task) bool { return true }), tmfWait) }
+
+// waitTasks waits until the connection has no task left, bounded by d.
+func (c *conn) waitTasks(d time.Duration) {
+	deadline := time.Now().Add(d)
+	for time.Now().Before(deadline) {
+		c.mu.Lock()
+		n := len(c.tasks)
+		c.mu.Unlock()
+		if n == 0 {
+			return
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// abortTarget aborts matching tasks in every session of a target.
+func (s *Service) abortTarget(target string, match func(*task) bool) []chan struct{} {
+	var waits []chan struct{}
+	for _, sess := range s.sessionsOf(target) {
+		waits = append(waits, sess.conn.abortTasks(match)...)
+	}
+	return waits
+}
+
+func waitAll(waits []chan struct{}, d time.Duration) {
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	for _, w := range waits {
+		select {
+		case <-w:
+		case <-timer.C:
+			return
+		}
+	}
+}

@@ -1,0 +1,250 @@
+package scsi
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+
+	"github.com/blockport/blockport/target/scsi/sense"
+)
+
+// MaxLUN is the largest LUN number AddLU accepts: the flat space addressing
+// method of the 8-byte SAM LUN (SAM-5 4.7.7) holds 14 bits.
+const MaxLUN = 0x3FFF
+
+// Device is one SCSI target device: logical units by LUN number plus their
+// per-nexus unit attention state.
+type Device struct {
+	name string
+
+	mu  sync.RWMutex
+	lus map[uint64]*LU // guarded by mu
+}
+
+// NewDevice returns a device with no logical units. name is used in messages.
+func NewDevice(name string) *Device {
+	return &Device{name: name, lus: make(map[uint64]*LU)}
+}
+
+// AddLU maps lu at lun. It fails if the number is taken or out of range, or
+// if lu is already mapped on this device.
+func (d *Device) AddLU(lun uint64, lu *LU) error {
+	if lu == nil {
+		return errors.New("scsi: AddLU of a nil LU")
+	}
+	if lun > MaxLUN {
+		return fmt.Errorf("scsi: %s: LUN %d out of range 0..%d", d.name, lun, MaxLUN)
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if _, taken := d.lus[lun]; taken {
+		return fmt.Errorf("scsi: %s: LUN %d is already mapped", d.name, lun)
+	}
+	for n, other := range d.lus {
+		if other == lu {
+			return fmt.Errorf("scsi: %s: LU is already mapped at LUN %d", d.name, n)
+		}
+	}
+	d.lunsChangedLocked()
+	d.lus[lun] = lu
+	return nil
+}
+
+// RemoveLU unmaps and returns the LU at lun.
+func (d *Device) RemoveLU(lun uint64) (*LU, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	lu, ok := d.lus[lun]
+	if !ok {
+		return nil, fmt.Errorf("scsi: %s: no LU at LUN %d", d.name, lun)
+	}
+	delete(d.lus, lun)
+	d.lunsChangedLocked()
+	return lu, nil
+}
+
+// lunsChangedLocked tells every nexus that knows an LU of this device that
+// the LUN inventory changed (SPC-5 6.33: REPORTED LUNS DATA HAS CHANGED).
+func (d *Device) lunsChangedLocked() {
+	for _, lu := range d.lus {
+		lu.ua.establish(sense.ReportedLUNsDataChanged, nil)
+	}
+}
+
+// LUNs lists the mapped LUN numbers in ascending order.
+func (d *Device) LUNs() []uint64 {
+	d.mu.RLock()
+	luns := make([]uint64, 0, len(d.lus))
+	for n := range d.lus {
+		luns = append(luns, n)
+	}
+	d.mu.RUnlock()
+	slices.Sort(luns)
+	return luns
+}
+
+// LU returns the LU mapped at lun, or nil.
+func (d *Device) LU(lun uint64) *LU {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	return d.lus[lun]
+}
+
+// Prepare resolves the LU and decodes the CDB: it sets cmd.Dir and
+// cmd.TransferLength and checks, in the order SAM-5 5.4/SPC-5 4.2 give,
+// everything that can be checked before data moves: the LUN, the opcode, a
+// pending unit attention, CDB fields, the LBA range, write protection and
+// the maximum transfer length; then that a write's expected data length
+// covers whole blocks. The error is a *sense.Error or a StatusError.
+func (d *Device) Prepare(cmd *Command) error {
+	cmd.Dir, cmd.TransferLength, cmd.lu, cmd.op, cmd.ua = DirNone, 0, nil, nil, nil
+	cmd.args = cdbArgs{}
+	if cmd.Nexus == nil {
+		return errors.New("scsi: command without a nexus")
+	}
+	if len(cmd.CDB) == 0 {
+		return sense.InvalidOpcode()
+	}
+	d.mu.RLock()
+	lu := d.lus[cmd.LUN]
+	d.mu.RUnlock()
+
+	op, err := lookupOp(cmd.CDB)
+	if lu == nil && (op == nil || !op.anyLUN) {
+		// SPC-5 4.2 / SAM-5 5.8.4: an unknown LUN fails every command but
+		// INQUIRY, REPORT LUNS and REQUEST SENSE.
+		return sense.LUNotSupported()
+	}
+	if err != nil {
+		return lu.senseErr(err)
+	}
+	if len(cmd.CDB) < op.cdbLen {
+		return lu.senseErr(sense.InvalidFieldInCDB(len(cmd.CDB), -1))
+	}
+	cmd.op, cmd.lu = op, lu
+
+	if lu != nil {
+		st := lu.ua.state(cmd.Nexus)
+		cmd.ua = st
+		// SAM-5 5.14 / SPC-5 7.5.8 (UA_INTLCK_CTRL=00b): report a pending UA on
+		// this command and clear it, except for INQUIRY, REPORT LUNS and
+		// REQUEST SENSE which run normally (REQUEST SENSE returns it as data).
+		if !op.noUA {
+			if ua := lu.ua.pop(st); ua != nil {
+				return lu.senseErr(ua)
+			}
+		}
+	}
+	// SAM-5 5.2: Blockport supports no ACA, so NACA=1 in the CONTROL byte is
+	// an invalid field.
+	if ctl := cmd.CDB[op.cdbLen-1]; ctl&0x04 != 0 {
+		return lu.senseErr(sense.InvalidFieldInCDB(op.cdbLen-1, 2))
+	}
+	if err := op.parse(lu, cmd); err != nil {
+		return lu.senseErr(err)
+	}
+	if op.blockIO {
+		if err := lu.checkBlockIO(cmd); err != nil {
+			return lu.senseErr(err)
+		}
+	}
+	return nil
+}
+
+// checkBlockIO applies the checks shared by the commands that address
+// logical blocks, after their CDB fields passed, in SBC-4 4.5 order.
+func (lu *LU) checkBlockIO(cmd *Command) error {
+	a := &cmd.args
+	// SBC-4 4.5: LBA + number of blocks beyond the capacity is out of range.
+	// Written so no addition can overflow: lba may be up to 2^64-1.
+	if a.lba > lu.blocks || uint64(a.blocks) > lu.blocks-a.lba {
+		return sense.LBAOutOfRange()
+	}
+	if cmd.op.writes && lu.cfg.ReadOnly {
+		return sense.WriteProtected()
+	}
+	// SBC-4 6.6.4 (Block Limits VPD): a transfer over the advertised
+	// MAXIMUM TRANSFER LENGTH is an invalid field in the CDB.
+	if cmd.op.xferLenAt > 0 && a.blocks > lu.maxXfer {
+		return sense.InvalidFieldInCDB(cmd.op.xferLenAt, 7)
+	}
+	if cmd.Dir == DirWrite && int64(cmd.ExpectedLength) < int64(cmd.TransferLength) {
+		// The initiator sends less data-out than the CDB asks for. FCP-4 /
+		// RFC 7143 11.4.5.1: process the command for the data sent (overflow
+		// residual). Blockport never writes part of a block, so a length that
+		// is not whole blocks, or a compare that needs all of its data, is
+		// refused (libiscsi's residual tests accept this).
+		if cmd.ExpectedLength&(lu.blockSize-1) != 0 || !cmd.op.partialDataOK {
+			return sense.InvalidFieldInIU()
+		}
+	}
+	return nil
+}
+
+// senseErr marks a sense error with the LU's sense format (the control
+// mode page D_SENSE bit, SPC-5 7.5.8); lu may be nil.
+func (lu *LU) senseErr(err error) error {
+	if e, ok := err.(*sense.Error); ok && lu != nil {
+		e.DescFormat = lu.descSense()
+	}
+	return err
+}
+
+// descSense reports the control mode page D_SENSE bit. Blockport keeps it
+// 0 (not changeable) until MODE SELECT is implemented.
+func (lu *LU) descSense() bool { return false }
+
+// Execute runs a prepared command. For data-in commands it returns the
+// number of bytes produced in cmd.Data (possibly less than TransferLength,
+// e.g. INQUIRY data shorter than the allocation length); 0 otherwise.
+// A context cancelled before the command starts yields StatusError(StatusTaskAborted).
+func (d *Device) Execute(ctx context.Context, cmd *Command) (int, error) {
+	if cmd.op == nil {
+		return 0, errors.New("scsi: Execute of a command that Prepare did not accept")
+	}
+	if ctx.Err() != nil {
+		return 0, StatusError(StatusTaskAborted)
+	}
+	n, err := cmd.op.exec(ctx, d, cmd)
+	if err != nil {
+		return n, cmd.lu.senseErr(err)
+	}
+	return n, nil
+}
+
+// LUNReset applies a LOGICAL UNIT RESET to the SCSI state of lun: every
+// nexus, the requesting one included, gets UNIT ATTENTION / BUS DEVICE
+// RESET FUNCTION OCCURRED (SAM-5 6.3.3). The fabric aborts the tasks.
+func (d *Device) LUNReset(n *Nexus, lun uint64) error {
+	lu := d.LU(lun)
+	if lu == nil {
+		return sense.LUNotSupported()
+	}
+	lu.ua.establish(sense.BusDeviceResetOccurred, nil)
+	return nil
+}
+
+// TargetReset applies a TARGET (warm) RESET: a hard reset of every LU
+// (RFC 7143 11.5.1 maps it to SAM's hard reset), after which SAM-5 6.3.2
+// has each LU report UNIT ATTENTION / POWER ON, RESET, OR BUS DEVICE RESET
+// OCCURRED (29h/00h) to every nexus.
+func (d *Device) TargetReset(n *Nexus) {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	for _, lu := range d.lus {
+		lu.ua.establish(sense.ResetOccurred, nil)
+	}
+}
+
+// NexusLoss records that the I_T nexus n ended (its session closed or
+// dropped): its next command on each LU reports UNIT ATTENTION / I_T NEXUS
+// LOSS OCCURRED (SAM-5 6.3.4).
+func (d *Device) NexusLoss(n *Nexus) {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	for _, lu := range d.lus {
+		lu.ua.establishFor(*n, sense.ITNexusLossOccurred)
+	}
+}

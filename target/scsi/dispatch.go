@@ -1,0 +1,220 @@
+package scsi
+
+import (
+	"context"
+
+	"github.com/blockport/blockport/target/scsi/sense"
+)
+
+// Operation codes (SPC-5 / SBC-4 command tables).
+const (
+	opTestUnitReady       = 0x00
+	opRequestSense        = 0x03
+	opRead6               = 0x08
+	opWrite6              = 0x0A
+	opInquiry             = 0x12
+	opModeSense6          = 0x1A
+	opStartStopUnit       = 0x1B
+	opReadCapacity10      = 0x25
+	opRead10              = 0x28
+	opWrite10             = 0x2A
+	opWriteAndVerify10    = 0x2E
+	opVerify10            = 0x2F
+	opPreFetch10          = 0x34
+	opSynchronizeCache10  = 0x35
+	opModeSense10         = 0x5A
+	opRead16              = 0x88
+	opWrite16             = 0x8A
+	opWriteAndVerify16    = 0x8E
+	opVerify16            = 0x8F
+	opPreFetch16          = 0x90
+	opSynchronizeCache16  = 0x91
+	opServiceActionIn16   = 0x9E
+	opReportLUNs          = 0xA0
+	opMaintenanceIn       = 0xA3
+	opRead12              = 0xA8
+	opWrite12             = 0xAA
+	opWriteAndVerify12    = 0xAE
+	opVerify12            = 0xAF
+	saReadCapacity16      = 0x10 // SERVICE ACTION IN(16)
+	saReportSupportedOps  = 0x0C // MAINTENANCE IN
+	serviceActionBitsMask = 0x1F
+)
+
+// opDesc is one row of the dispatch table. It drives dispatch, REPORT
+// SUPPORTED OPERATION CODES and metrics labels from one place.
+type opDesc struct {
+	name   string
+	op     byte
+	sa     uint16 // service action, when hasSA
+	hasSA  bool
+	cdbLen int
+	// usage is the CDB USAGE DATA of REPORT SUPPORTED OPERATION CODES
+	// (SPC-5 6.35.3): a 1 bit for every CDB bit the device server evaluates.
+	// For a command with a service action, the SERVICE ACTION field holds
+	// its value (SPC-5 6.35.3). The PROTECT fields are 0: without protection information they must be
+	// zero and are not supported fields.
+	usage []byte
+
+	anyLUN bool // runs on a LUN with no LU (INQUIRY, REPORT LUNS, REQUEST SENSE)
+	noUA   bool // does not report or clear a pending unit attention
+	// blockIO commands fill args.lba/blocks; Prepare then checks the range,
+	// write protection, the maximum transfer length and short data-out.
+	blockIO bool
+	writes  bool // modifies the medium: refused on a read-only LU
+	// xferLenAt is the CDB byte of the TRANSFER LENGTH field that is
+	// bounded by the maximum transfer length; 0 when not bounded.
+	xferLenAt int
+	// partialDataOK: with less data-out than TransferLength, process the
+	// whole blocks received (writes) instead of refusing the command.
+	partialDataOK bool
+
+	parse func(lu *LU, cmd *Command) error
+	exec  func(ctx context.Context, d *Device, cmd *Command) (int, error)
+}
+
+// opEntry is the table slot of one opcode: a descriptor, or descriptors by
+// service action for opcodes that carry one.
+type opEntry struct {
+	desc *opDesc
+	bySA map[uint16]*opDesc
+}
+
+// opTable is indexed by opcode; filled once in init, read-only afterwards.
+var opTable [256]opEntry
+
+// ops lists every supported command, ordered by opcode then service action.
+var ops = []*opDesc{
+	{name: "TEST UNIT READY", op: opTestUnitReady, cdbLen: 6,
+		usage: []byte{0x00, 0x00, 0x00, 0x00, 0x00, 0x00},
+		parse: parseNoData, exec: execNothing},
+	{name: "REQUEST SENSE", op: opRequestSense, cdbLen: 6, anyLUN: true, noUA: true,
+		usage: []byte{0x03, 0x01, 0x00, 0x00, 0xFF, 0x00},
+		parse: parseRequestSense, exec: execRequestSense},
+	{name: "READ(6)", op: opRead6, cdbLen: 6, blockIO: true, xferLenAt: 4,
+		usage: []byte{0x08, 0x1F, 0xFF, 0xFF, 0xFF, 0x00},
+		parse: parseRW6, exec: execRead},
+	{name: "WRITE(6)", op: opWrite6, cdbLen: 6, blockIO: true, writes: true, xferLenAt: 4, partialDataOK: true,
+		usage: []byte{0x0A, 0x1F, 0xFF, 0xFF, 0xFF, 0x00},
+		parse: parseRW6, exec: execWrite},
+	{name: "INQUIRY", op: opInquiry, cdbLen: 6, anyLUN: true, noUA: true,
+		usage: []byte{0x12, 0x01, 0xFF, 0xFF, 0xFF, 0x00},
+		parse: parseInquiry, exec: execInquiry},
+	{name: "MODE SENSE(6)", op: opModeSense6, cdbLen: 6,
+		usage: []byte{0x1A, 0x08, 0xFF, 0xFF, 0xFF, 0x00},
+		parse: parseModeSense, exec: execModeSense},
+	{name: "START STOP UNIT", op: opStartStopUnit, cdbLen: 6,
+		usage: []byte{0x1B, 0x01, 0x00, 0x0F, 0xF7, 0x00},
+		parse: parseStartStopUnit, exec: execStartStopUnit},
+	{name: "READ CAPACITY(10)", op: opReadCapacity10, cdbLen: 10,
+		usage: []byte{0x25, 0x00, 0xFF, 0xFF, 0xFF, 0xFF, 0x00, 0x00, 0x01, 0x00},
+		parse: parseReadCapacity10, exec: execReadCapacity10},
+	{name: "READ(10)", op: opRead10, cdbLen: 10, blockIO: true, xferLenAt: 7,
+		usage: []byte{0x28, 0x18, 0xFF, 0xFF, 0xFF, 0xFF, 0x00, 0xFF, 0xFF, 0x00},
+		parse: parseRW10, exec: execRead},
+	{name: "WRITE(10)", op: opWrite10, cdbLen: 10, blockIO: true, writes: true, xferLenAt: 7, partialDataOK: true,
+		usage: []byte{0x2A, 0x18, 0xFF, 0xFF, 0xFF, 0xFF, 0x00, 0xFF, 0xFF, 0x00},
+		parse: parseRW10, exec: execWrite},
+	{name: "WRITE AND VERIFY(10)", op: opWriteAndVerify10, cdbLen: 10, blockIO: true, writes: true, xferLenAt: 7, partialDataOK: true,
+		usage: []byte{0x2E, 0x16, 0xFF, 0xFF, 0xFF, 0xFF, 0x00, 0xFF, 0xFF, 0x00},
+		parse: parseWriteAndVerify, exec: execWriteAndVerify},
+	{name: "VERIFY(10)", op: opVerify10, cdbLen: 10, blockIO: true, xferLenAt: 7,
+		usage: []byte{0x2F, 0x16, 0xFF, 0xFF, 0xFF, 0xFF, 0x00, 0xFF, 0xFF, 0x00},
+		parse: parseVerify, exec: execVerify},
+	{name: "PRE-FETCH(10)", op: opPreFetch10, cdbLen: 10, blockIO: true,
+		usage: []byte{0x34, 0x02, 0xFF, 0xFF, 0xFF, 0xFF, 0x00, 0xFF, 0xFF, 0x00},
+		parse: parseSyncOrPrefetch, exec: execPreFetch},
+	{name: "SYNCHRONIZE CACHE(10)", op: opSynchronizeCache10, cdbLen: 10, blockIO: true,
+		usage: []byte{0x35, 0x02, 0xFF, 0xFF, 0xFF, 0xFF, 0x00, 0xFF, 0xFF, 0x00},
+		parse: parseSyncOrPrefetch, exec: execSynchronizeCache},
+	{name: "MODE SENSE(10)", op: opModeSense10, cdbLen: 10,
+		usage: []byte{0x5A, 0x18, 0xFF, 0xFF, 0x00, 0x00, 0x00, 0xFF, 0xFF, 0x00},
+		parse: parseModeSense, exec: execModeSense},
+	{name: "READ(16)", op: opRead16, cdbLen: 16, blockIO: true, xferLenAt: 10,
+		usage: []byte{0x88, 0x18, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x00, 0x00},
+		parse: parseRW16, exec: execRead},
+	{name: "WRITE(16)", op: opWrite16, cdbLen: 16, blockIO: true, writes: true, xferLenAt: 10, partialDataOK: true,
+		usage: []byte{0x8A, 0x18, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x00, 0x00},
+		parse: parseRW16, exec: execWrite},
+	{name: "WRITE AND VERIFY(16)", op: opWriteAndVerify16, cdbLen: 16, blockIO: true, writes: true, xferLenAt: 10, partialDataOK: true,
+		usage: []byte{0x8E, 0x16, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x00, 0x00},
+		parse: parseWriteAndVerify, exec: execWriteAndVerify},
+	{name: "VERIFY(16)", op: opVerify16, cdbLen: 16, blockIO: true, xferLenAt: 10,
+		usage: []byte{0x8F, 0x16, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x00, 0x00},
+		parse: parseVerify, exec: execVerify},
+	{name: "PRE-FETCH(16)", op: opPreFetch16, cdbLen: 16, blockIO: true,
+		usage: []byte{0x90, 0x02, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x00, 0x00},
+		parse: parseSyncOrPrefetch, exec: execPreFetch},
+	{name: "SYNCHRONIZE CACHE(16)", op: opSynchronizeCache16, cdbLen: 16, blockIO: true,
+		usage: []byte{0x91, 0x02, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x00, 0x00},
+		parse: parseSyncOrPrefetch, exec: execSynchronizeCache},
+	{name: "READ CAPACITY(16)", op: opServiceActionIn16, sa: saReadCapacity16, hasSA: true, cdbLen: 16,
+		usage: []byte{0x9E, saReadCapacity16, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0xFF, 0xFF, 0xFF, 0xFF, 0x00, 0x00},
+		parse: parseReadCapacity16, exec: execReadCapacity16},
+	{name: "REPORT LUNS", op: opReportLUNs, cdbLen: 12, anyLUN: true, noUA: true,
+		usage: []byte{0xA0, 0x00, 0xFF, 0x00, 0x00, 0x00, 0xFF, 0xFF, 0xFF, 0xFF, 0x00, 0x00},
+		parse: parseReportLUNs, exec: execReportLUNs},
+	{name: "REPORT SUPPORTED OPERATION CODES", op: opMaintenanceIn, sa: saReportSupportedOps, hasSA: true, cdbLen: 12,
+		usage: []byte{0xA3, saReportSupportedOps, 0x87, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x00, 0x00},
+		parse: parseReportSupportedOps, exec: execReportSupportedOps},
+	{name: "READ(12)", op: opRead12, cdbLen: 12, blockIO: true, xferLenAt: 6,
+		usage: []byte{0xA8, 0x18, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x00, 0x00},
+		parse: parseRW12, exec: execRead},
+	{name: "WRITE(12)", op: opWrite12, cdbLen: 12, blockIO: true, writes: true, xferLenAt: 6, partialDataOK: true,
+		usage: []byte{0xAA, 0x18, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x00, 0x00},
+		parse: parseRW12, exec: execWrite},
+	{name: "WRITE AND VERIFY(12)", op: opWriteAndVerify12, cdbLen: 12, blockIO: true, writes: true, xferLenAt: 6, partialDataOK: true,
+		usage: []byte{0xAE, 0x16, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x00, 0x00},
+		parse: parseWriteAndVerify, exec: execWriteAndVerify},
+	{name: "VERIFY(12)", op: opVerify12, cdbLen: 12, blockIO: true, xferLenAt: 6,
+		usage: []byte{0xAF, 0x16, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x00, 0x00},
+		parse: parseVerify, exec: execVerify},
+}
+
+// supportedOps is ops, for REPORT SUPPORTED OPERATION CODES; set in init
+// because ops refers to that command's handler (an initialization cycle).
+var supportedOps []*opDesc
+
+func init() {
+	supportedOps = ops
+	for _, d := range ops {
+		if len(d.usage) != d.cdbLen {
+			panic("scsi: usage data length of " + d.name + " differs from its CDB length")
+		}
+		e := &opTable[d.op]
+		if d.hasSA {
+			if e.bySA == nil {
+				e.bySA = make(map[uint16]*opDesc)
+			}
+			e.bySA[d.sa] = d
+		} else {
+			e.desc = d
+		}
+	}
+}
+
+// lookupOp finds the table row of a CDB. Unknown opcodes are INVALID
+// COMMAND OPERATION CODE; an unknown service action of a known opcode is
+// INVALID FIELD IN CDB at the SERVICE ACTION field (SPC-5 4.2.5.1). The
+// descriptor is returned with the opcode error so the caller can still see
+// which rules apply.
+func lookupOp(cdb []byte) (*opDesc, error) {
+	e := &opTable[cdb[0]]
+	if e.desc != nil {
+		return e.desc, nil
+	}
+	if e.bySA != nil {
+		if len(cdb) < 2 {
+			return nil, sense.InvalidFieldInCDB(len(cdb), -1)
+		}
+		if d := e.bySA[uint16(cdb[1]&serviceActionBitsMask)]; d != nil {
+			return d, nil
+		}
+		return nil, sense.InvalidFieldInCDB(1, 4)
+	}
+	return nil, sense.InvalidOpcode()
+}
+
+func parseNoData(lu *LU, cmd *Command) error { return nil }
+
+func execNothing(ctx context.Context, d *Device, cmd *Command) (int, error) { return 0, nil }

@@ -1,0 +1,267 @@
+// Package target is Blockport's core: it builds targets, logical units and
+// portals from the config, owns the listeners, and hands connections to the
+// iSCSI fabric.
+package target
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sort"
+	"strconv"
+	"sync"
+
+	"github.com/blockport/blockport/backstore"
+	"github.com/blockport/blockport/config"
+	"github.com/blockport/blockport/target/iscsi"
+	"github.com/blockport/blockport/target/scsi"
+)
+
+// Server is a running Blockport: targets, their LUNs, the portals and the
+// fabric.
+type Server struct {
+	log *slog.Logger
+	svc *iscsi.Service
+
+	mu        sync.RWMutex
+	targets   map[string]*iscsi.Target // guarded by mu
+	portals   []iscsi.Portal           // guarded by mu
+	stores    []namedStore             // every open backstore; guarded by mu
+	listeners []net.Listener           // guarded by mu
+	wg        sync.WaitGroup           // accept loops and connections
+	stopped   bool                     // guarded by mu
+}
+
+type namedStore struct {
+	target string
+	lun    uint64
+	store  backstore.Backstore
+}
+
+// New opens every backstore of the config and builds the targets. Nothing
+// listens yet.
+func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
+	if log == nil {
+		log = slog.Default()
+	}
+	s := &Server{log: log, targets: make(map[string]*iscsi.Target)}
+	ids, err := loadIdentity(cfg.Server.StateDir)
+	if err != nil {
+		return nil, err
+	}
+	for _, tc := range cfg.Targets {
+		t, err := s.buildTarget(tc, ids)
+		if err != nil {
+			s.closeStores()
+			return nil, err
+		}
+		s.targets[tc.Name] = t
+	}
+	for _, addr := range cfg.Server.Listen {
+		// One portal group for now: every portal shares tag 1.
+		s.portals = append(s.portals, iscsi.Portal{Addr: addr, TPGT: 1})
+	}
+	s.svc = iscsi.NewService(s, iscsi.Options{Logger: log})
+	return s, nil
+}
+
+func (s *Server) buildTarget(tc config.Target, ids *identity) (*iscsi.Target, error) {
+	dev := scsi.NewDevice(tc.Name)
+	for _, lc := range tc.LUNs {
+		store, err := backstore.Open(backstore.Options{
+			Kind:       lc.Backstore,
+			Path:       lc.Path,
+			Size:       lc.Size,
+			BlockSize:  lc.BlockSize,
+			DirectIO:   lc.DirectIO,
+			WriteCache: lc.WriteCache,
+			ReadOnly:   lc.ReadOnly,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("target %s lun %d: %w", tc.Name, lc.ID, err)
+		}
+		s.stores = append(s.stores, namedStore{target: tc.Name, lun: lc.ID, store: store})
+		seed := ids.seed(tc.Name, lc.ID)
+		serial := lc.Serial
+		if serial == "" {
+			serial = ids.serial(tc.Name, lc.ID)
+		}
+		lu, err := scsi.NewLU(scsi.LUConfig{
+			Backstore:  store,
+			BlockSize:  lc.BlockSize,
+			ReadOnly:   lc.ReadOnly,
+			WriteCache: lc.WriteCache,
+			Serial:     serial,
+			NAA:        scsi.NewNAA(seed),
+		})
+		if err != nil {
+			return nil, fmt.Errorf("target %s lun %d: %w", tc.Name, lc.ID, err)
+		}
+		if err := dev.AddLU(lc.ID, lu); err != nil {
+			return nil, fmt.Errorf("target %s lun %d: %w", tc.Name, lc.ID, err)
+		}
+	}
+	allowAny := tc.AllowAnyInitiator
+	return &iscsi.Target{
+		Name:   tc.Name,
+		Alias:  tc.Alias,
+		Device: dev,
+		// ACLs come with access control; until then a target is open only
+		// when the config says allow_any_initiator.
+		Admit: func(string, net.Addr) bool { return allowAny },
+	}, nil
+}
+
+// LookupTarget implements iscsi.Registry.
+func (s *Server) LookupTarget(name string) *iscsi.Target {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.targets[name]
+}
+
+// Targets implements iscsi.Registry, sorted by name.
+func (s *Server) Targets() []*iscsi.Target {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	out := make([]*iscsi.Target, 0, len(s.targets))
+	for _, t := range s.targets {
+		out = append(out, t)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// Portals implements iscsi.Registry.
+func (s *Server) Portals() []iscsi.Portal {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return append([]iscsi.Portal(nil), s.portals...)
+}
+
+// Listen binds every portal. Portals given as host:0 are rewritten to the
+// port the kernel chose, so SendTargets reports where we really are.
+func (s *Server) Listen() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i, p := range s.portals {
+		ln, err := net.Listen("tcp", p.Addr)
+		if err != nil {
+			for _, l := range s.listeners {
+				l.Close()
+			}
+			s.listeners = nil
+			return fmt.Errorf("listen on %s: %w", p.Addr, err)
+		}
+		host, _, _ := net.SplitHostPort(p.Addr)
+		_, port, _ := net.SplitHostPort(ln.Addr().String())
+		s.portals[i].Addr = net.JoinHostPort(host, port)
+		s.listeners = append(s.listeners, ln)
+	}
+	return nil
+}
+
+// Addrs returns the bound portal addresses.
+func (s *Server) Addrs() []string {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	out := make([]string, len(s.portals))
+	for i, p := range s.portals {
+		out[i] = p.Addr
+	}
+	return out
+}
+
+// Serve accepts connections on every listener until Shutdown.
+func (s *Server) Serve(ctx context.Context) error {
+	s.mu.RLock()
+	lns := append([]net.Listener(nil), s.listeners...)
+	portals := append([]iscsi.Portal(nil), s.portals...)
+	s.mu.RUnlock()
+	if len(lns) == 0 {
+		return errors.New("serve: no listeners (call Listen first)")
+	}
+	errc := make(chan error, len(lns))
+	for i, ln := range lns {
+		tpgt := portals[i].TPGT
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			errc <- s.acceptLoop(ctx, ln, tpgt)
+		}()
+	}
+	var first error
+	for range lns {
+		if err := <-errc; err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
+}
+
+func (s *Server) acceptLoop(ctx context.Context, ln net.Listener, tpgt uint16) error {
+	for {
+		nc, err := ln.Accept()
+		if err != nil {
+			s.mu.RLock()
+			stopped := s.stopped
+			s.mu.RUnlock()
+			if stopped || errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				continue
+			}
+			return fmt.Errorf("accept on %s: %w", ln.Addr(), err)
+		}
+		if tc, ok := nc.(*net.TCPConn); ok {
+			tc.SetNoDelay(true)
+			tc.SetKeepAlive(true)
+		}
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.svc.ServeConn(ctx, nc, tpgt)
+		}()
+	}
+}
+
+// Shutdown stops accepting, lets in-flight commands finish (bounded by ctx),
+// then flushes and closes every backstore.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.stopped = true
+	for _, ln := range s.listeners {
+		ln.Close()
+	}
+	s.mu.Unlock()
+	s.svc.Shutdown(ctx)
+	s.wg.Wait()
+	return s.closeStores()
+}
+
+func (s *Server) closeStores() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var errs []error
+	for _, ns := range s.stores {
+		if err := ns.store.Sync(); err != nil {
+			errs = append(errs, fmt.Errorf("flush %s lun %d: %w", ns.target, ns.lun, err))
+		}
+		if err := ns.store.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("close %s lun %d: %w", ns.target, ns.lun, err))
+		}
+	}
+	s.stores = nil
+	return errors.Join(errs...)
+}
+
+// Sessions lists live sessions (for status and tests).
+func (s *Server) Sessions() []iscsi.SessionInfo { return s.svc.Sessions() }
+
+// URL is how an initiator reaches a LUN with libiscsi and QEMU.
+func URL(addr, target string, lun uint64) string {
+	return "iscsi://" + addr + "/" + target + "/" + strconv.FormatUint(lun, 10)
+}
