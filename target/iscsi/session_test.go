@@ -35,7 +35,8 @@ func TestSerialArithmetic(t *testing.T) {
 		{5, 5, false},
 		{0, 0xffffffff, true}, // wraps
 		{0xffffffff, 0, false},
-		{0x80000000, 1, false}, // RFC 1982: 2^31 apart is undefined; we say no
+		{0x80000000, 0, false}, // RFC 1982: 2^31 apart is undefined; we say no
+		{0x80000000, 1, true},
 	}
 	for _, tt := range tests {
 		if got := serialGreater(tt.a, tt.b); got != tt.want {
@@ -90,7 +91,7 @@ func TestDecodeLUN(t *testing.T) {
 		{0, 0},
 		{0x0001_0000_0000_0000, 1},
 		{0x00ff_0000_0000_0000, 255},
-		{0x4100_0000_0000_0000, 256},  // flat space
+		{0x4100_0000_0000_0000, 256},   // flat space
 		{0x7fff_0000_0000_0000, 16383}, // largest flat LUN
 		{0x0100_0000_0000_0000, none},  // peripheral with a bus number
 		{0x8000_0000_0000_0000, none},  // logical unit addressing

@@ -5,7 +5,6 @@ import (
 	"time"
 )
 
-
 // tmfWait bounds how long a TMF waits for the tasks it aborted to stop.
 const tmfWait = 30 * time.Second
 
