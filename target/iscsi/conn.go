@@ -39,7 +39,9 @@ type conn struct {
 
 	mu    sync.Mutex
 	tasks map[uint32]*task // by ITT; guarded by mu
-	wg    sync.WaitGroup   // executing commands
+	// wg counts every goroutine that may queue a PDU (executors, TMF and
+	// logout waiters, the pinger): out is closed only after they are gone.
+	wg sync.WaitGroup
 
 	// Owned by the reader goroutine.
 	pending    map[uint32]*queuedPDU // commands that arrived ahead of ExpCmdSN
@@ -152,14 +154,14 @@ func (c *conn) serve(ctx context.Context) {
 
 	writerDone := make(chan struct{})
 	go c.writeLoop(st.statSN, writerDone)
-	go c.pingLoop()
+	c.goSender(c.pingLoop)
 
 	rerr := c.readLoop(ctx)
 
 	// Tear down: stop reading, let running commands finish (their responses
 	// are dropped if the socket is gone), then stop the writer.
 	c.closeWith(connErrorf("reader stopped"))
-	c.abortAllTasks()
+	c.dropWaitingTasks()
 	c.wg.Wait()
 	close(c.out)
 	<-writerDone
@@ -360,6 +362,15 @@ func (c *conn) commandDone(immediate bool) {
 	}
 }
 
+// goSender runs f on a goroutine that may queue PDUs.
+func (c *conn) goSender(f func()) {
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		f()
+	}()
+}
+
 // send queues a PDU for the writer. It never blocks forever: when the
 // connection is going down the PDU is dropped (and its onSent still runs).
 func (c *conn) send(p *outPDU) {
@@ -539,7 +550,7 @@ func (c *conn) handleLogout(h *BHS) error {
 	if closing {
 		c.loggedOut.Store(true)
 	}
-	go func() {
+	c.goSender(func() {
 		if closing {
 			c.waitTasks(c.svc.opts.NopTimeout)
 		}
@@ -548,6 +559,6 @@ func (c *conn) handleLogout(h *BHS) error {
 		p.advanceSN = true
 		p.closeAfter = closing
 		c.send(p)
-	}()
+	})
 	return nil
 }

@@ -40,7 +40,7 @@ func (c *conn) handleTaskMgmt(h *BHS) error {
 			return nil
 		}
 		waits := c.abortTasks(func(x *task) bool { return x == t })
-		go func() { waitAll(waits, tmfWait); respond(TMFRespFunctionComplete) }()
+		c.goSender(func() { waitAll(waits, tmfWait); respond(TMFRespFunctionComplete) })
 	case TMFAbortTaskSet, TMFClearTaskSet:
 		if !lunExists {
 			respond(TMFRespLUNNotExist)
@@ -54,7 +54,7 @@ func (c *conn) handleTaskMgmt(h *BHS) error {
 		} else {
 			waits = c.abortTasks(match)
 		}
-		go func() { waitAll(waits, tmfWait); respond(TMFRespFunctionComplete) }()
+		c.goSender(func() { waitAll(waits, tmfWait); respond(TMFRespFunctionComplete) })
 	case TMFLogicalUnitReset:
 		if !lunExists {
 			respond(TMFRespLUNNotExist)
@@ -62,19 +62,19 @@ func (c *conn) handleTaskMgmt(h *BHS) error {
 		}
 		waits := c.svc.abortTarget(c.sess.target.Name, func(x *task) bool { return x.cmd.LUN == lun })
 		nexus := c.sess.nexus
-		go func() {
+		c.goSender(func() {
 			waitAll(waits, tmfWait)
 			if err := dev.LUNReset(nexus, lun); err != nil {
 				respond(TMFRespLUNNotExist)
 				return
 			}
 			respond(TMFRespFunctionComplete)
-		}()
+		})
 	case TMFTargetWarmReset, TMFTargetColdReset:
 		name := c.sess.target.Name
 		waits := c.svc.abortTarget(name, func(*task) bool { return true })
 		nexus := c.sess.nexus
-		go func() {
+		c.goSender(func() {
 			waitAll(waits, tmfWait)
 			dev.TargetReset(nexus)
 			respond(TMFRespFunctionComplete)
@@ -83,7 +83,7 @@ func (c *conn) handleTaskMgmt(h *BHS) error {
 				time.Sleep(100 * time.Millisecond)
 				c.svc.CloseTarget(name)
 			}
-		}()
+		})
 	case TMFTaskReassign:
 		// Needs ErrorRecoveryLevel 2.
 		respond(TMFRespReassignNotSupported)
@@ -123,8 +123,11 @@ func (c *conn) abortTasks(match func(*task) bool) []chan struct{} {
 	return waits
 }
 
-// abortAllTasks is used when the connection ends.
-func (c *conn) abortAllTasks() { waitAll(c.abortTasks(func(*task) bool { return true }), tmfWait) }
+// dropWaitingTasks is used when the connection ends: tasks still waiting
+// for data-out can never complete. Executing ones finish normally.
+func (c *conn) dropWaitingTasks() {
+	c.abortTasks(func(t *task) bool { return t.state == taskReceiving })
+}
 
 // waitTasks waits until the connection has no task left, bounded by d.
 func (c *conn) waitTasks(d time.Duration) {
