@@ -85,8 +85,8 @@ func TestOfferTable(t *testing.T) {
 		{name: "FirstBurstLength below limit", offers: []KeyValue{kv("FirstBurstLength", "4096")}, answers: []KeyValue{kv("FirstBurstLength", "4096")},
 			want: func(p *Params) { p.FirstBurstLength = 4096 }},
 		{name: "FirstBurstLength > MaxBurstLength in one request",
-			limits: func(l *TargetLimits) { l.FirstBurstLength = 262144 },
-			offers: []KeyValue{kv("FirstBurstLength", "262144"), kv("MaxBurstLength", "65536")},
+			limits:  func(l *TargetLimits) { l.FirstBurstLength = 262144 },
+			offers:  []KeyValue{kv("FirstBurstLength", "262144"), kv("MaxBurstLength", "65536")},
 			answers: []KeyValue{kv("FirstBurstLength", "65536"), kv("MaxBurstLength", "65536")},
 			want:    func(p *Params) { p.FirstBurstLength, p.MaxBurstLength = 65536, 65536 }},
 

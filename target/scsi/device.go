@@ -11,7 +11,7 @@ import (
 )
 
 // MaxLUN is the largest LUN number AddLU accepts: the flat space addressing
-// method of the 8-byte SAM LUN (SAM-5 4.7.7) holds 14 bits.
+// method of the 8-byte SAM LUN (SAM-5) holds 14 bits.
 const MaxLUN = 0x3FFF
 
 // Device is one SCSI target device: logical units by LUN number plus their
@@ -66,7 +66,7 @@ func (d *Device) RemoveLU(lun uint64) (*LU, error) {
 }
 
 // lunsChangedLocked tells every nexus that knows an LU of this device that
-// the LUN inventory changed (SPC-5 6.33: REPORTED LUNS DATA HAS CHANGED).
+// the LUN inventory changed (SPC-5: REPORTED LUNS DATA HAS CHANGED).
 func (d *Device) lunsChangedLocked() {
 	for _, lu := range d.lus {
 		lu.ua.establish(sense.ReportedLUNsDataChanged, nil)
@@ -93,7 +93,7 @@ func (d *Device) LU(lun uint64) *LU {
 }
 
 // Prepare resolves the LU and decodes the CDB: it sets cmd.Dir and
-// cmd.TransferLength and checks, in the order SAM-5 5.4/SPC-5 4.2 give,
+// cmd.TransferLength and checks, in the order SAM-5 and SPC-5 give,
 // everything that can be checked before data moves: the LUN, the opcode, a
 // pending unit attention, CDB fields, the LBA range, write protection and
 // the maximum transfer length; then that a write's expected data length
@@ -113,7 +113,7 @@ func (d *Device) Prepare(cmd *Command) error {
 
 	op, err := lookupOp(cmd.CDB)
 	if lu == nil && (op == nil || !op.anyLUN) {
-		// SPC-5 4.2 / SAM-5 5.8.4: an unknown LUN fails every command but
+		// SPC-5 / SAM-5: an unknown LUN fails every command but
 		// INQUIRY, REPORT LUNS and REQUEST SENSE.
 		return sense.LUNotSupported()
 	}
@@ -128,7 +128,7 @@ func (d *Device) Prepare(cmd *Command) error {
 	if lu != nil {
 		st := lu.ua.state(cmd.Nexus)
 		cmd.ua = st
-		// SAM-5 5.14 / SPC-5 7.5.8 (UA_INTLCK_CTRL=00b): report a pending UA on
+		// SAM-5 / SPC-5 (UA_INTLCK_CTRL=00b): report a pending UA on
 		// this command and clear it, except for INQUIRY, REPORT LUNS and
 		// REQUEST SENSE which run normally (REQUEST SENSE returns it as data).
 		if !op.noUA {
@@ -137,7 +137,7 @@ func (d *Device) Prepare(cmd *Command) error {
 			}
 		}
 	}
-	// SAM-5 5.2: Blockport supports no ACA, so NACA=1 in the CONTROL byte is
+	// SAM-5: Blockport supports no ACA, so NACA=1 in the CONTROL byte is
 	// an invalid field.
 	if ctl := cmd.CDB[op.cdbLen-1]; ctl&0x04 != 0 {
 		return lu.senseErr(sense.InvalidFieldInCDB(op.cdbLen-1, 2))
@@ -154,10 +154,10 @@ func (d *Device) Prepare(cmd *Command) error {
 }
 
 // checkBlockIO applies the checks shared by the commands that address
-// logical blocks, after their CDB fields passed, in SBC-4 4.5 order.
+// logical blocks, after their CDB fields passed, in SBC-4 order.
 func (lu *LU) checkBlockIO(cmd *Command) error {
 	a := &cmd.args
-	// SBC-4 4.5: LBA + number of blocks beyond the capacity is out of range.
+	// SBC-4: LBA + number of blocks beyond the capacity is out of range.
 	// Written so no addition can overflow: lba may be up to 2^64-1.
 	if a.lba > lu.blocks || uint64(a.blocks) > lu.blocks-a.lba {
 		return sense.LBAOutOfRange()
@@ -165,14 +165,14 @@ func (lu *LU) checkBlockIO(cmd *Command) error {
 	if cmd.op.writes && lu.cfg.ReadOnly {
 		return sense.WriteProtected()
 	}
-	// SBC-4 6.6.4 (Block Limits VPD): a transfer over the advertised
+	// SBC-4 (Block Limits VPD): a transfer over the advertised
 	// MAXIMUM TRANSFER LENGTH is an invalid field in the CDB.
 	if cmd.op.xferLenAt > 0 && a.blocks > lu.maxXfer {
 		return sense.InvalidFieldInCDB(cmd.op.xferLenAt, 7)
 	}
 	if cmd.Dir == DirWrite && int64(cmd.ExpectedLength) < int64(cmd.TransferLength) {
 		// The initiator sends less data-out than the CDB asks for. FCP-4 /
-		// RFC 7143 11.4.5.1: process the command for the data sent (overflow
+		// RFC 7143 11.4.5 (residuals): process the command for the data sent (overflow
 		// residual). Blockport never writes part of a block, so a length that
 		// is not whole blocks, or a compare that needs all of its data, is
 		// refused (libiscsi's residual tests accept this).
@@ -184,7 +184,7 @@ func (lu *LU) checkBlockIO(cmd *Command) error {
 }
 
 // senseErr marks a sense error with the LU's sense format (the control
-// mode page D_SENSE bit, SPC-5 7.5.8); lu may be nil.
+// mode page D_SENSE bit, SPC-5); lu may be nil.
 func (lu *LU) senseErr(err error) error {
 	if e, ok := err.(*sense.Error); ok && lu != nil {
 		e.DescFormat = lu.descSense()
@@ -216,7 +216,7 @@ func (d *Device) Execute(ctx context.Context, cmd *Command) (int, error) {
 
 // LUNReset applies a LOGICAL UNIT RESET to the SCSI state of lun: every
 // nexus, the requesting one included, gets UNIT ATTENTION / BUS DEVICE
-// RESET FUNCTION OCCURRED (SAM-5 6.3.3). The fabric aborts the tasks.
+// RESET FUNCTION OCCURRED (SAM-5). The fabric aborts the tasks.
 func (d *Device) LUNReset(n *Nexus, lun uint64) error {
 	lu := d.LU(lun)
 	if lu == nil {
@@ -227,7 +227,7 @@ func (d *Device) LUNReset(n *Nexus, lun uint64) error {
 }
 
 // TargetReset applies a TARGET (warm) RESET: a hard reset of every LU
-// (RFC 7143 11.5.1 maps it to SAM's hard reset), after which SAM-5 6.3.2
+// (RFC 7143 11.5.1 maps it to SAM's hard reset), after which SAM-5
 // has each LU report UNIT ATTENTION / POWER ON, RESET, OR BUS DEVICE RESET
 // OCCURRED (29h/00h) to every nexus.
 func (d *Device) TargetReset(n *Nexus) {
@@ -239,12 +239,15 @@ func (d *Device) TargetReset(n *Nexus) {
 }
 
 // NexusLoss records that the I_T nexus n ended (its session closed or
-// dropped): its next command on each LU reports UNIT ATTENTION / I_T NEXUS
-// LOSS OCCURRED (SAM-5 6.3.4).
+// dropped). Its state is forgotten, so the next session of the same
+// initiator port starts like any new nexus, with 29h/00h pending. SAM-5's
+// I_T NEXUS LOSS OCCURRED (29h/07h) is not used: iSCSI initiators log in
+// again with the same ISID as a matter of course, and simple ones (iscsi-ls)
+// fail on a UA code they do not expect.
 func (d *Device) NexusLoss(n *Nexus) {
 	d.mu.RLock()
 	defer d.mu.RUnlock()
 	for _, lu := range d.lus {
-		lu.ua.establishFor(*n, sense.ITNexusLossOccurred)
+		lu.ua.forget(*n)
 	}
 }

@@ -127,19 +127,19 @@ func ua(ascq byte) want { return checkCond(sense.KeyUnitAttention, 0x29, ascq) }
 func TestUnitAttentions(t *testing.T) {
 	d, _, _ := newTestDevice(t, 100, 512)
 
-	// A nexus never seen gets POWER ON OCCURRED once.
-	run(t, d, nexusA, 0, tur, nil, 0).check(t, ua(0x01))
+	// A nexus never seen gets POWER ON, RESET, OR BUS DEVICE RESET once.
+	run(t, d, nexusA, 0, tur, nil, 0).check(t, ua(0x00))
 	run(t, d, nexusA, 0, tur, nil, 0).check(t, good)
 	// A new session of the same nexus (same key) does not.
 	again := *nexusA
 	run(t, d, &again, 0, tur, nil, 0).check(t, good)
 	// The UA is reported on a READ before any range check.
-	run(t, d, nexusB, 0, cdb10(opRead10, 0, 1<<30, 1), nil, 512).check(t, ua(0x01))
+	run(t, d, nexusB, 0, cdb10(opRead10, 0, 1<<30, 1), nil, 512).check(t, ua(0x00))
 
-	// NexusLoss: the next session of that nexus sees I_T NEXUS LOSS.
+	// NexusLoss: the next session of that nexus starts afresh, with 29h/00h.
 	d.NexusLoss(nexusA)
 	run(t, d, nexusB, 0, tur, nil, 0).check(t, good)
-	run(t, d, nexusA, 0, tur, nil, 0).check(t, ua(0x07))
+	run(t, d, nexusA, 0, tur, nil, 0).check(t, ua(0x00))
 	run(t, d, nexusA, 0, tur, nil, 0).check(t, good)
 
 	// LUN reset: every nexus, the requester included.
@@ -177,7 +177,7 @@ func TestUnitAttentions(t *testing.T) {
 	}
 	run(t, d, nexusA, 0, tur, nil, 0).check(t, checkCond(sense.KeyUnitAttention, 0x3F, 0x0E))
 	// The new LU itself reports power on.
-	run(t, d, nexusA, 2, tur, nil, 0).check(t, ua(0x01))
+	run(t, d, nexusA, 2, tur, nil, 0).check(t, ua(0x00))
 	run(t, d, nexusA, 2, tur, nil, 0).check(t, good)
 	// Unknown opcode comes before the UA (SAM-5 order).
 	d.TargetReset(nexusA)
@@ -200,7 +200,7 @@ func TestUAQueueBounded(t *testing.T) {
 	}
 	// A reset still gets in, and power on (already queued) covers it.
 	tbl.establish(sense.BusDeviceResetOccurred, nil)
-	if e := tbl.pop(st); e.Code() != 0x2901 {
+	if e := tbl.pop(st); e.Code() != 0x2900 {
 		t.Fatalf("first UA %v", e)
 	}
 	if e := tbl.pop(st); e != nil {

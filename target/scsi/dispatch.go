@@ -50,9 +50,9 @@ type opDesc struct {
 	hasSA  bool
 	cdbLen int
 	// usage is the CDB USAGE DATA of REPORT SUPPORTED OPERATION CODES
-	// (SPC-5 6.35.3): a 1 bit for every CDB bit the device server evaluates.
+	// (SPC-5): a 1 bit for every CDB bit the device server evaluates.
 	// For a command with a service action, the SERVICE ACTION field holds
-	// its value (SPC-5 6.35.3). The PROTECT fields are 0: without protection information they must be
+	// its value (SPC-5). The PROTECT fields are 0: without protection information they must be
 	// zero and are not supported fields.
 	usage []byte
 
@@ -195,7 +195,7 @@ func init() {
 
 // lookupOp finds the table row of a CDB. Unknown opcodes are INVALID
 // COMMAND OPERATION CODE; an unknown service action of a known opcode is
-// INVALID FIELD IN CDB at the SERVICE ACTION field (SPC-5 4.2.5.1). The
+// INVALID FIELD IN CDB at the SERVICE ACTION field (SPC-5). The
 // descriptor is returned with the opcode error so the caller can still see
 // which rules apply.
 func lookupOp(cdb []byte) (*opDesc, error) {

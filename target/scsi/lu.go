@@ -50,7 +50,7 @@ type LU struct {
 	blocks     uint64 // capacity in logical blocks
 	maxXfer    uint32 // maximum transfer length in blocks (VPD 0xB0)
 
-	stdInquiry []byte           // standard INQUIRY data (SPC-5 6.7.2), prebuilt
+	stdInquiry []byte           // standard INQUIRY data (SPC-5), prebuilt
 	vpd        map[uint8][]byte // VPD pages by page code, prebuilt
 
 	ua uaTable
@@ -93,7 +93,7 @@ func NewLU(cfg LUConfig) (*LU, error) {
 		if len(f.value) > f.max {
 			return nil, fmt.Errorf("scsi: %s %q: longer than %d bytes", f.name, f.value, f.max)
 		}
-		// SPC-5 4.3.1: ASCII data fields hold only 20h..7Eh.
+		// SPC-5: ASCII data fields hold only 20h..7Eh.
 		for i := 0; i < len(f.value); i++ {
 			if c := f.value[i]; c < 0x20 || c > 0x7E {
 				return nil, fmt.Errorf("scsi: %s %q: only printable ASCII is allowed", f.name, f.value)
@@ -137,7 +137,7 @@ func (lu *LU) Backstore() backstore.Backstore { return lu.store }
 // Replace it if the project registers a CID.
 const naaCompanyID = 0x0A4250
 
-// NewNAA builds an NAA IEEE Registered Extended designator (SPC-5 7.7.6.6.6,
+// NewNAA builds an NAA IEEE Registered Extended designator (SPC-5,
 // NAA 6h: 4-bit NAA, 24-bit company ID, 36-bit vendor specific identifier,
 // 64-bit extension) whose 100 vendor bits are a SHA-256 hash of seed. The
 // same seed always gives the same designator, so a caller that keeps the

@@ -5,7 +5,7 @@ import (
 	"fmt"
 )
 
-// Address methods of the first level of an 8-byte SAM LUN (SAM-5 4.7.7).
+// Address methods of the first level of an 8-byte SAM LUN (SAM-5).
 const (
 	lunPeripheral = 0x00 // 00b: peripheral device addressing
 	lunFlat       = 0x40 // 01b: flat space addressing
@@ -33,7 +33,7 @@ var ErrLUNFormat = errors.New("scsi: unsupported LUN format")
 
 // DecodeLUN decodes an 8-byte SAM LUN as EncodeLUN writes it: a single level
 // with peripheral device addressing (bus 0) or flat space addressing, the
-// lower levels zero (SAM-5 4.7.7). Anything else is ErrLUNFormat, for which
+// lower levels zero (SAM-5). Anything else is ErrLUNFormat, for which
 // the fabric reports LOGICAL UNIT NOT SUPPORTED.
 func DecodeLUN(b [8]byte) (uint64, error) {
 	for _, x := range b[2:] {

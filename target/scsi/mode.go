@@ -7,7 +7,7 @@ import (
 	"github.com/blockport/blockport/target/scsi/sense"
 )
 
-// Mode page codes (SPC-5 7.5, SBC-4 6.5).
+// Mode page codes (SPC-5, SBC-4).
 const (
 	modePageCaching  = 0x08
 	modePageControl  = 0x0A
@@ -15,7 +15,7 @@ const (
 	modePageAllPages = 0x3F
 )
 
-// Page control values (SPC-5 6.13.1, table "Page control field").
+// Page control values (SPC-5, table "Page control field").
 const (
 	pcCurrent    = 0
 	pcChangeable = 1
@@ -24,16 +24,16 @@ const (
 )
 
 // modePageOrder lists the supported pages in the order ALL PAGES returns
-// them (SPC-5 6.13.1: ascending page code).
+// them (SPC-5: ascending page code).
 var modePageOrder = []uint8{modePageCaching, modePageControl, modePageInfoExc}
 
-// Device-specific parameter bits of the mode parameter header (SBC-4 6.5.1).
+// Device-specific parameter bits of the mode parameter header (SBC-4).
 const (
 	dspWP     = 0x80 // write protected
 	dspDPOFUA = 0x10 // DPO and FUA are supported in READ/WRITE CDBs
 )
 
-// MODE SENSE(6) and MODE SENSE(10) (SPC-5 6.13, 6.14).
+// MODE SENSE(6) and MODE SENSE(10) (SPC-5).
 func parseModeSense(lu *LU, cmd *Command) error {
 	c := cmd.CDB
 	a := &cmd.args
@@ -56,7 +56,7 @@ func parseModeSense(lu *LU, cmd *Command) error {
 	a.page = c[2] & 0x3F
 	a.subpage = c[3]
 	if a.pc == pcSaved {
-		// SPC-5 6.13.1: saved values of a device that cannot save parameters.
+		// SPC-5: saved values of a device that cannot save parameters.
 		return sense.SavingParametersNotSupported()
 	}
 	switch a.page {
@@ -119,7 +119,7 @@ func (lu *LU) appendModeSense(b []byte, a *cdbArgs) []byte {
 }
 
 // appendBlockDescriptor appends the short (8-byte) or long LBA (16-byte)
-// mode parameter block descriptor (SBC-4 6.5.2). Nothing in it is changeable.
+// mode parameter block descriptor (SBC-4). Nothing in it is changeable.
 func (lu *LU) appendBlockDescriptor(b []byte, long, changeable bool) []byte {
 	if long {
 		var d [16]byte
@@ -131,7 +131,7 @@ func (lu *LU) appendBlockDescriptor(b []byte, long, changeable bool) []byte {
 	}
 	var d [8]byte
 	if !changeable {
-		// SBC-4 6.5.2.2: a capacity over FFFFFFFFh blocks is reported as FFFFFFFFh.
+		// SBC-4: a capacity over FFFFFFFFh blocks is reported as FFFFFFFFh.
 		binary.BigEndian.PutUint32(d[0:4], uint32(min(lu.blocks, 0xFFFFFFFF)))
 		d[5], d[6], d[7] = byte(lu.blockSize>>16), byte(lu.blockSize>>8), byte(lu.blockSize)
 	}
@@ -144,7 +144,7 @@ func (lu *LU) appendBlockDescriptor(b []byte, long, changeable bool) []byte {
 func (lu *LU) appendModePage(b []byte, page, pc uint8) []byte {
 	switch page {
 	case modePageCaching:
-		// SBC-4 6.5.5 Caching: WCE as configured, RCD=0 (the read cache is used).
+		// SBC-4 Caching: WCE as configured, RCD=0 (the read cache is used).
 		var p [20]byte
 		p[0], p[1] = modePageCaching, byte(len(p)-2)
 		if pc != pcChangeable && lu.cfg.WriteCache {
@@ -152,7 +152,7 @@ func (lu *LU) appendModePage(b []byte, page, pc uint8) []byte {
 		}
 		return append(b, p[:]...)
 	case modePageControl:
-		// SPC-5 7.5.8 Control: TST=000b (one task set), D_SENSE=0 (fixed
+		// SPC-5 Control: TST=000b (one task set), D_SENSE=0 (fixed
 		// sense), QUEUE ALGORITHM MODIFIER=1h (commands are reordered freely),
 		// QERR=00b, UA_INTLCK_CTRL=00b, SWP=0, TAS=0, BUSY TIMEOUT PERIOD
 		// FFFFh (unlimited: Blockport does not return BUSY for lack of time).
@@ -164,7 +164,7 @@ func (lu *LU) appendModePage(b []byte, page, pc uint8) []byte {
 		}
 		return append(b, p[:]...)
 	case modePageInfoExc:
-		// SPC-5 7.5.11 Informational Exceptions Control: DEXCPT=1 (no
+		// SPC-5 Informational Exceptions Control: DEXCPT=1 (no
 		// informational exception reporting), MRIE=0h.
 		var p [12]byte
 		p[0], p[1] = modePageInfoExc, byte(len(p)-2)

@@ -13,7 +13,7 @@ import (
 
 // rwFlags decodes byte 1 of READ/WRITE(10/12/16): PROTECT (bits 7-5), DPO
 // (bit 4), FUA (bit 3). Without protection information a non-zero PROTECT
-// field is an invalid field (SBC-4 5.16 / 5.40, table "protection
+// field is an invalid field (SBC-4, table "protection
 // information checking"). DPO is accepted and has no effect: there is no
 // cache replacement policy to hint.
 func rwFlags(cmd *Command) error {
@@ -41,7 +41,7 @@ func rwDir(cmd *Command) Direction {
 	return DirRead
 }
 
-// READ(6) / WRITE(6) (SBC-4 5.15 / 5.38): 21-bit LBA, and a TRANSFER
+// READ(6) / WRITE(6) (SBC-4): 21-bit LBA, and a TRANSFER
 // LENGTH of 0 means 256 blocks.
 func parseRW6(lu *LU, cmd *Command) error {
 	c := cmd.CDB
@@ -54,7 +54,7 @@ func parseRW6(lu *LU, cmd *Command) error {
 	return nil
 }
 
-// READ(10) / WRITE(10) (SBC-4 5.16 / 5.39).
+// READ(10) / WRITE(10) (SBC-4).
 func parseRW10(lu *LU, cmd *Command) error {
 	if err := rwFlags(cmd); err != nil {
 		return err
@@ -66,7 +66,7 @@ func parseRW10(lu *LU, cmd *Command) error {
 	return nil
 }
 
-// READ(12) / WRITE(12) (SBC-4 5.17 / 5.40).
+// READ(12) / WRITE(12) (SBC-4).
 func parseRW12(lu *LU, cmd *Command) error {
 	if err := rwFlags(cmd); err != nil {
 		return err
@@ -78,7 +78,7 @@ func parseRW12(lu *LU, cmd *Command) error {
 	return nil
 }
 
-// READ(16) / WRITE(16) (SBC-4 5.18 / 5.41).
+// READ(16) / WRITE(16) (SBC-4).
 func parseRW16(lu *LU, cmd *Command) error {
 	if err := rwFlags(cmd); err != nil {
 		return err
@@ -118,7 +118,7 @@ func execRead(ctx context.Context, d *Device, cmd *Command) (int, error) {
 	off := int64(cmd.args.lba << lu.blockShift)
 	// io.ReaderAt: a read that fills the buffer succeeded, even with io.EOF.
 	if got, err := lu.store.ReadAt(cmd.Data[:n], off); got < n {
-		// SBC-4 4.18.2: MEDIUM ERROR with the first LBA not read.
+		// SBC-4: MEDIUM ERROR with the first LBA not read.
 		return got, sense.UnrecoveredReadError(cmd.args.lba + uint64(max(got, 0))>>lu.blockShift).WithCause(err)
 	}
 	return n, nil
@@ -136,7 +136,7 @@ func writeData(cmd *Command) ([]byte, error) {
 	return cmd.Data[:want/bs*bs], nil
 }
 
-// execWrite writes the data-out; FUA makes it stable before GOOD (SBC-4 5.39).
+// execWrite writes the data-out; FUA makes it stable before GOOD (SBC-4).
 func execWrite(ctx context.Context, d *Device, cmd *Command) (int, error) {
 	lu := cmd.lu
 	data, err := writeData(cmd)
@@ -150,7 +150,7 @@ func execWrite(ctx context.Context, d *Device, cmd *Command) (int, error) {
 	return 0, nil
 }
 
-// VERIFY(10/12/16) (SBC-4 5.32-5.34): BYTCHK 00b checks the blocks can be
+// VERIFY(10/12/16) (SBC-4): BYTCHK 00b checks the blocks can be
 // read; 01b compares them with the data-out; 11b compares each with the
 // single block of data-out; 10b is reserved.
 func parseVerify(lu *LU, cmd *Command) error {
@@ -201,7 +201,7 @@ func execVerify(ctx context.Context, d *Device, cmd *Command) (int, error) {
 	return 0, lu.compareMedium(ctx, a.lba, length, pattern, a.bytchk == 3)
 }
 
-// WRITE AND VERIFY(10/12/16) (SBC-4 5.42-5.44): BYTCHK 00b verifies the
+// WRITE AND VERIFY(10/12/16) (SBC-4): BYTCHK 00b verifies the
 // written blocks can be read back, 01b compares them with the data-out.
 func parseWriteAndVerify(lu *LU, cmd *Command) error {
 	c := cmd.CDB
@@ -242,7 +242,7 @@ var scratchPool = sync.Pool{New: func() any { b := make([]byte, scratchSize); re
 // compareMedium reads length bytes from lba in chunks. With a pattern it
 // compares them with it: byte for byte, or, when repeat is set, each block
 // with the one-block pattern. The first difference is a MISCOMPARE whose
-// INFORMATION is its byte offset in the verified range (SBC-4 5.32).
+// INFORMATION is its byte offset in the verified range (SBC-4).
 func (lu *LU) compareMedium(ctx context.Context, lba, length uint64, pattern []byte, repeat bool) error {
 	bp := scratchPool.Get().(*[]byte)
 	defer scratchPool.Put(bp)
@@ -285,7 +285,7 @@ func (lu *LU) compareMedium(ctx context.Context, lba, length uint64, pattern []b
 	return nil
 }
 
-// SYNCHRONIZE CACHE(10/16) (SBC-4 5.24, 5.25) and PRE-FETCH(10/16) (SBC-4
+// SYNCHRONIZE CACHE(10/16) (SBC-4) and PRE-FETCH(10/16) (SBC-4
 // 5.9, 5.10): IMMED in bit 1 of byte 1; NUMBER OF LOGICAL BLOCKS 0 means
 // "to the last LBA", so only the LBA is range checked then.
 func parseSyncOrPrefetch(lu *LU, cmd *Command) error {
@@ -312,7 +312,7 @@ type prefetcher interface {
 }
 
 // execPreFetch passes the hint to a backstore that can take it. The status
-// is GOOD, not CONDITION MET: SBC-4 5.9 returns CONDITION MET only when the
+// is GOOD, not CONDITION MET: SBC-4 returns CONDITION MET only when the
 // blocks are sure to fit in the cache, and Blockport keeps no cache of its own.
 func execPreFetch(ctx context.Context, d *Device, cmd *Command) (int, error) {
 	lu := cmd.lu
@@ -329,10 +329,10 @@ func execPreFetch(ctx context.Context, d *Device, cmd *Command) (int, error) {
 	return 0, nil
 }
 
-// READ CAPACITY(10) (SBC-4 5.20).
+// READ CAPACITY(10) (SBC-4).
 func parseReadCapacity10(lu *LU, cmd *Command) error {
 	c := cmd.CDB
-	// SBC-3 5.15: with PMI=0 the LOGICAL BLOCK ADDRESS must be zero (both
+	// SBC-3: with PMI=0 the LOGICAL BLOCK ADDRESS must be zero (both
 	// fields are obsolete in SBC-4, where PMI=1 is simply ignored).
 	if c[8]&0x01 == 0 && binary.BigEndian.Uint32(c[2:6]) != 0 {
 		return sense.InvalidFieldInCDB(2, 7)
@@ -344,13 +344,13 @@ func parseReadCapacity10(lu *LU, cmd *Command) error {
 func execReadCapacity10(ctx context.Context, d *Device, cmd *Command) (int, error) {
 	lu := cmd.lu
 	var b [8]byte
-	// SBC-4 5.20.2: FFFFFFFFh tells the initiator to use READ CAPACITY(16).
+	// SBC-4: FFFFFFFFh tells the initiator to use READ CAPACITY(16).
 	binary.BigEndian.PutUint32(b[0:4], uint32(min(lu.blocks-1, 0xFFFFFFFF)))
 	binary.BigEndian.PutUint32(b[4:8], lu.blockSize)
 	return putOut(cmd, b[:]), nil
 }
 
-// READ CAPACITY(16) (SBC-4 5.21), SERVICE ACTION IN(16) service action 10h.
+// READ CAPACITY(16) (SBC-4), SERVICE ACTION IN(16) service action 10h.
 func parseReadCapacity16(lu *LU, cmd *Command) error {
 	dataIn(cmd, binary.BigEndian.Uint32(cmd.CDB[10:14]), 32)
 	return nil

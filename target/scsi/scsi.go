@@ -18,7 +18,7 @@ import (
 	"github.com/blockport/blockport/target/scsi/sense"
 )
 
-// Nexus identifies an I_T nexus (SAM-5 4.7): initiator port + target port.
+// Nexus identifies an I_T nexus (SAM-5): initiator port + target port.
 // It is comparable and is used directly as a map key inside the package.
 type Nexus struct {
 	Initiator string  // iSCSI initiator name
@@ -28,7 +28,7 @@ type Nexus struct {
 }
 
 // Key is a stable unique string for the nexus: the iSCSI initiator port
-// name and target port name (RFC 7143 4.2.7.1, "iqn...,i,0x<ISID>" and
+// name and target port name (RFC 7143 "iqn...,i,0x<ISID>" and
 // "iqn...,t,0x<TPGT>") joined by a comma.
 func (n *Nexus) Key() string {
 	b := make([]byte, 0, len(n.Initiator)+len(n.Target)+32)
@@ -42,7 +42,7 @@ func (n *Nexus) Key() string {
 	return string(b)
 }
 
-// TaskAttr is the task attribute (SAM-5 8.9); the values are the iSCSI
+// TaskAttr is the task attribute (SAM-5); the values are the iSCSI
 // ATTR field values (RFC 7143 11.3.1).
 type TaskAttr uint8
 
@@ -77,7 +77,7 @@ func (d Direction) String() string {
 	return "Direction(" + strconv.Itoa(int(d)) + ")"
 }
 
-// Status is a SCSI status code (SAM-5 5.3.1).
+// Status is a SCSI status code (SAM-5).
 type Status byte
 
 // Status codes.
@@ -197,7 +197,7 @@ func StatusOf(err error) (Status, []byte) {
 	var se StatusError
 	if errors.As(err, &se) {
 		if Status(se) == StatusCheckCondition {
-			// CHECK CONDITION always carries sense (SAM-5 5.3.1).
+			// CHECK CONDITION always carries sense (SAM-5).
 			return StatusCheckCondition, sense.InternalTargetFailure().Fixed()
 		}
 		return Status(se), nil

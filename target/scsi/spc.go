@@ -15,7 +15,7 @@ const (
 )
 
 // putOut copies a response into cmd.Data, truncated to the allocation
-// length (SPC-5 4.2.5.6: the device server stops at the allocation length
+// length (SPC-5: the device server stops at the allocation length
 // and that is not an error), and returns the bytes produced.
 func putOut(cmd *Command, resp []byte) int {
 	return copy(cmd.Data[:min(len(cmd.Data), cmd.TransferLength)], resp)
@@ -27,7 +27,7 @@ func dataIn(cmd *Command, alloc uint32, most int) {
 	cmd.TransferLength = int(min(uint64(alloc), uint64(most)))
 }
 
-// INQUIRY (SPC-5 6.7).
+// INQUIRY (SPC-5).
 func parseInquiry(lu *LU, cmd *Command) error {
 	c := cmd.CDB
 	if c[1]&0x02 != 0 { // CMDDT: obsolete since SPC-3, so never supported
@@ -39,7 +39,7 @@ func parseInquiry(lu *LU, cmd *Command) error {
 	cmd.args.evpd = c[1]&0x01 != 0
 	cmd.args.page = c[2]
 	if !cmd.args.evpd && c[2] != 0 {
-		// SPC-5 6.7.1: PAGE CODE must be zero when EVPD is zero.
+		// SPC-5: PAGE CODE must be zero when EVPD is zero.
 		return sense.InvalidFieldInCDB(2, 7)
 	}
 	if cmd.args.evpd {
@@ -69,7 +69,7 @@ func execInquiry(ctx context.Context, d *Device, cmd *Command) (int, error) {
 	}
 }
 
-// Version descriptors (SPC-5 6.7.2, table "Version descriptor values").
+// Version descriptors (SPC-5, table "Version descriptor values").
 const (
 	versionSAM5  = 0x00A0
 	versionISCSI = 0x0960
@@ -80,7 +80,7 @@ const (
 // stdInquiryLen covers the data through the last version descriptor.
 const stdInquiryLen = 74
 
-// buildStandardInquiry makes standard INQUIRY data (SPC-5 6.7.2). pdt is
+// buildStandardInquiry makes standard INQUIRY data (SPC-5). pdt is
 // the PERIPHERAL QUALIFIER and DEVICE TYPE byte.
 func buildStandardInquiry(pdt byte, vendor, product, revision string) []byte {
 	b := make([]byte, stdInquiryLen)
@@ -103,7 +103,7 @@ func buildStandardInquiry(pdt byte, vendor, product, revision string) []byte {
 	return b
 }
 
-// padCopy copies s into b left-aligned and pads with spaces (SPC-5 4.3.1).
+// padCopy copies s into b left-aligned and pads with spaces (SPC-5).
 func padCopy(b []byte, s string) {
 	n := copy(b, s)
 	for i := n; i < len(b); i++ {
@@ -118,7 +118,7 @@ func (lu *LU) buildStandardInquiry() []byte {
 const (
 	pdtDisk = 0x00 // PERIPHERAL QUALIFIER 000b, DEVICE TYPE 00h: direct access block device
 	// pdtNoLU: PERIPHERAL QUALIFIER 011b and DEVICE TYPE 1Fh, "not capable
-	// of supporting a peripheral device on this logical unit" (SPC-5 6.7.2).
+	// of supporting a peripheral device on this logical unit" (SPC-5).
 	pdtNoLU = 0x7F
 )
 
@@ -128,7 +128,7 @@ var (
 	noLUSupportedPages = [5]byte{pdtNoLU, vpdSupportedPages, 0, 1, vpdSupportedPages}
 )
 
-// REQUEST SENSE (SPC-5 6.39).
+// REQUEST SENSE (SPC-5).
 func parseRequestSense(lu *LU, cmd *Command) error {
 	c := cmd.CDB
 	if c[1]&0xFE != 0 {
@@ -140,7 +140,7 @@ func parseRequestSense(lu *LU, cmd *Command) error {
 }
 
 // execRequestSense returns the pending unit attention, clearing it, or NO
-// SENSE; on a LUN with no LU, LOGICAL UNIT NOT SUPPORTED (SPC-5 6.39.2).
+// SENSE; on a LUN with no LU, LOGICAL UNIT NOT SUPPORTED (SPC-5).
 // The status is GOOD either way: the sense is parameter data.
 func execRequestSense(ctx context.Context, d *Device, cmd *Command) (int, error) {
 	var e *sense.Error
@@ -162,7 +162,7 @@ func execRequestSense(ctx context.Context, d *Device, cmd *Command) (int, error)
 	return putOut(cmd, b), nil
 }
 
-// REPORT LUNS (SPC-5 6.33).
+// REPORT LUNS (SPC-5).
 func parseReportLUNs(lu *LU, cmd *Command) error {
 	c := cmd.CDB
 	switch c[2] {
@@ -174,7 +174,7 @@ func parseReportLUNs(lu *LU, cmd *Command) error {
 	cmd.args.selRep = c[2]
 	alloc := binary.BigEndian.Uint32(c[6:10])
 	if alloc < 16 {
-		// SPC-3 6.21 (kept by Blockport): an allocation length under 16
+		// SPC-3 (kept by Blockport): an allocation length under 16
 		// cannot hold the header and one LUN.
 		return sense.InvalidFieldInCDB(6, 7)
 	}
@@ -201,7 +201,7 @@ func execReportLUNs(ctx context.Context, d *Device, cmd *Command) (int, error) {
 	return n, nil
 }
 
-// START STOP UNIT (SBC-4 5.25). The LU is always ready; a stop flushes the
+// START STOP UNIT (SBC-4). The LU is always ready; a stop flushes the
 // cache first unless NO_FLUSH is set.
 func parseStartStopUnit(lu *LU, cmd *Command) error {
 	c := cmd.CDB
@@ -217,7 +217,7 @@ func parseStartStopUnit(lu *LU, cmd *Command) error {
 
 func execStartStopUnit(ctx context.Context, d *Device, cmd *Command) (int, error) {
 	a := &cmd.args
-	// SBC-4 5.25: with POWER CONDITION 0h, START=0 and NO_FLUSH=0 the device
+	// SBC-4: with POWER CONDITION 0h, START=0 and NO_FLUSH=0 the device
 	// server writes cached data to the medium before stopping.
 	if a.powCond == 0 && !a.start && !a.noFlush {
 		if err := cmd.lu.store.Sync(); err != nil {
@@ -227,7 +227,7 @@ func execStartStopUnit(ctx context.Context, d *Device, cmd *Command) (int, error
 	return 0, nil
 }
 
-// REPORT SUPPORTED OPERATION CODES (SPC-5 6.35).
+// REPORT SUPPORTED OPERATION CODES (SPC-5).
 func parseReportSupportedOps(lu *LU, cmd *Command) error {
 	c := cmd.CDB
 	a := &cmd.args
@@ -259,7 +259,7 @@ func parseReportSupportedOps(lu *LU, cmd *Command) error {
 
 func execReportSupportedOps(ctx context.Context, d *Device, cmd *Command) (int, error) {
 	a := &cmd.args
-	// SPC-5 6.35.4: the command timeouts descriptor; zero timeouts mean
+	// SPC-5: the command timeouts descriptor; zero timeouts mean
 	// "not specified".
 	timeouts := []byte{0x00, 0x0A, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}
 	var resp []byte

@@ -62,7 +62,7 @@ func TestStandardInquiry(t *testing.T) {
 		}
 	}
 	// The unit attention is still there.
-	run(t, d, nexusA, 0, []byte{opTestUnitReady, 0, 0, 0, 0, 0}, nil, 0).check(t, checkCond(sense.KeyUnitAttention, 0x29, 0x01))
+	run(t, d, nexusA, 0, []byte{opTestUnitReady, 0, 0, 0, 0, 0}, nil, 0).check(t, checkCond(sense.KeyUnitAttention, 0x29, 0x00))
 }
 
 func TestInquiryErrorsAndMissingLUN(t *testing.T) {
@@ -349,7 +349,7 @@ func TestRequestSense(t *testing.T) {
 	r := run(t, d, nexusA, 0, []byte{opRequestSense, 0, 0, 0, 252, 0}, nil, 252)
 	r.check(t, good)
 	e, err := sense.Parse(r.data)
-	if err != nil || len(r.data) != sense.FixedLen || e.Key != sense.KeyUnitAttention || e.Code() != 0x2901 {
+	if err != nil || len(r.data) != sense.FixedLen || e.Key != sense.KeyUnitAttention || e.Code() != 0x2900 {
 		t.Fatalf("REQUEST SENSE % x: %v", r.data, err)
 	}
 	// Then NO SENSE, in descriptor format when DESC=1.

@@ -12,7 +12,7 @@ import (
 // 29h) is never dropped because it supersedes what came before it.
 const maxPendingUA = 8
 
-// uaState is one I_T nexus' unit attention queue on one LU (SAM-5 5.14).
+// uaState is one I_T nexus' unit attention queue on one LU (SAM-5).
 type uaState struct {
 	pending atomic.Bool    // len(queue) > 0; read without the lock on the hot path
 	queue   []*sense.Error // guarded by uaTable.mu
@@ -22,14 +22,17 @@ type uaState struct {
 // process started.
 type uaTable struct {
 	mu      sync.RWMutex
-	nexuses map[Nexus]*uaState // guarded by mu; entries are never removed
+	nexuses map[Nexus]*uaState // guarded by mu
 }
 
 func (t *uaTable) init() { t.nexuses = make(map[Nexus]*uaState) }
 
 // state returns the nexus' UA state, creating it on first sight with POWER
-// ON OCCURRED queued: SAM-5 6.3.1 establishes that UA for every I_T nexus
-// after power on, and a nexus this process has never seen has not been told.
+// ON, RESET, OR BUS DEVICE RESET OCCURRED (29h/00h) queued: SAM-5 reports a
+// power on to every I_T nexus, and a nexus this LU has not seen (a new
+// session) has not been told. The generic 29h/00h rather than POWER ON
+// OCCURRED (29h/01h) is what initiators expect after a fresh login: libiscsi's
+// tools retry exactly that code and fail on others.
 func (t *uaTable) state(n *Nexus) *uaState {
 	t.mu.RLock()
 	st := t.nexuses[*n]
@@ -42,7 +45,7 @@ func (t *uaTable) state(n *Nexus) *uaState {
 	if st = t.nexuses[*n]; st == nil {
 		st = &uaState{}
 		t.nexuses[*n] = st
-		t.pushLocked(st, sense.PowerOnOccurred())
+		t.pushLocked(st, sense.ResetOccurred())
 	}
 	return st
 }
@@ -66,9 +69,10 @@ func (t *uaTable) pop(st *uaState) *sense.Error {
 }
 
 // pushLocked queues e on st. A reset-class UA (ASC 29h) replaces every
-// other queued condition: SPC-5 7.5.8 / SAM-5 6.3 report the reset, and
-// conditions from before it (e.g. mode parameters changed) are moot. Power
-// on stays when a later reset arrives because it is the more informative one.
+// other queued condition: SPC-5 / SAM-5 report the reset, and
+// conditions from before it (e.g. mode parameters changed) are moot. A
+// pending power-on (29h/00h or 29h/01h) stays when a later reset arrives:
+// it already tells the initiator that its state is gone.
 func (t *uaTable) pushLocked(st *uaState, e *sense.Error) {
 	const ascReset = 0x29
 	for _, q := range st.queue {
@@ -79,7 +83,7 @@ func (t *uaTable) pushLocked(st *uaState, e *sense.Error) {
 	if e.ASC == ascReset {
 		kept := st.queue[:0]
 		for _, q := range st.queue {
-			if q.ASC == ascReset && q.ASCQ == sense.PowerOnOccurred().ASCQ {
+			if q.ASC == ascReset && (q.ASCQ == sense.PowerOnOccurred().ASCQ || q.ASCQ == sense.ResetOccurred().ASCQ) {
 				kept = append(kept, q)
 			}
 		}
@@ -116,4 +120,12 @@ func (t *uaTable) establishFor(n Nexus, mk func() *sense.Error) {
 	if st := t.nexuses[n]; st != nil {
 		t.pushLocked(st, mk())
 	}
+}
+
+// forget drops a nexus' state when its session ends: the next session of
+// the same initiator port is a new I_T nexus and starts with a fresh UA.
+func (t *uaTable) forget(n Nexus) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	delete(t.nexuses, n)
 }

@@ -5,7 +5,7 @@ import (
 	"slices"
 )
 
-// VPD page codes (SPC-5 7.7, SBC-4 6.6).
+// VPD page codes (SPC-5, SBC-4).
 const (
 	vpdSupportedPages      = 0x00
 	vpdUnitSerial          = 0x80
@@ -28,7 +28,7 @@ func (lu *LU) buildVPD() map[uint8][]byte {
 	for c := range pages {
 		codes = append(codes, c)
 	}
-	// SPC-5 7.7.15: the supported pages list is in ascending order.
+	// SPC-5: the supported pages list is in ascending order.
 	slices.Sort(codes)
 	pages[vpdSupportedPages] = vpdPage(vpdSupportedPages, codes)
 	return pages
@@ -43,10 +43,10 @@ func vpdPage(code byte, body []byte) []byte {
 	return append(b, body...)
 }
 
-// Unit Serial Number (SPC-5 7.7.19).
+// Unit Serial Number (SPC-5).
 func (lu *LU) vpdUnitSerial() []byte { return vpdPage(vpdUnitSerial, []byte(lu.cfg.Serial)) }
 
-// Device Identification (SPC-5 7.7.6): the LU's NAA designator and a T10
+// Device Identification (SPC-5): the LU's NAA designator and a T10
 // vendor ID designator, both with ASSOCIATION 00b (the logical unit).
 // Target port designators are the fabric's and are not added yet.
 func (lu *LU) vpdDeviceID() []byte {
@@ -64,7 +64,7 @@ func (lu *LU) vpdDeviceID() []byte {
 	return vpdPage(vpdDeviceID, body)
 }
 
-// Block Limits (SBC-4 6.6.4), page length 3Ch as SBC-3 and later require.
+// Block Limits (SBC-4), page length 3Ch as SBC-3 and later require.
 func (lu *LU) vpdBlockLimits() []byte {
 	body := make([]byte, 0x3C)
 	// OPTIMAL TRANSFER LENGTH GRANULARITY: a 4 KiB unit, as host pages and
@@ -73,18 +73,18 @@ func (lu *LU) vpdBlockLimits() []byte {
 	binary.BigEndian.PutUint32(body[4:8], lu.maxXfer)                         // MAXIMUM TRANSFER LENGTH
 	binary.BigEndian.PutUint32(body[8:12], optimalTransferBytes/lu.blockSize) // OPTIMAL TRANSFER LENGTH
 	// MAXIMUM PREFETCH LENGTH 0: no limit. UNMAP and WRITE SAME fields stay
-	// zero until those commands exist (SBC-4 6.6.4: zero when not supported).
+	// zero until those commands exist (SBC-4: zero when not supported).
 	return vpdPage(vpdBlockLimits, body)
 }
 
-// Block Device Characteristics (SBC-4 6.6.2).
+// Block Device Characteristics (SBC-4).
 func vpdBlockCharacteristics() []byte {
 	body := make([]byte, 0x3C)
 	binary.BigEndian.PutUint16(body[0:2], 0x0001) // MEDIUM ROTATION RATE 1: non-rotating medium
 	return vpdPage(vpdBlockCharacteristic, body)
 }
 
-// Logical Block Provisioning (SBC-4 6.6.7): fully provisioned, no UNMAP or
+// Logical Block Provisioning (SBC-4): fully provisioned, no UNMAP or
 // WRITE SAME unmapping, LBPRZ=0, PROVISIONING TYPE 000b.
 func vpdLogicalBlockProvisioning() []byte {
 	return vpdPage(vpdProvisioning, make([]byte, 4))

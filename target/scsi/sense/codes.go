@@ -1,6 +1,6 @@
 package sense
 
-// Additional sense codes (SPC-5 Annex F, "ASC and ASCQ assignments") used by
+// Additional sense codes (SPC-5, "ASC and ASCQ assignments") used by
 // Blockport. Handlers call the constructors below; the table gives each
 // code its name for messages and logs.
 const (
@@ -23,7 +23,7 @@ const (
 	ascInternalFailure      = 0x44
 )
 
-// Unit attention ASCQs of ASC 29h (SPC-5 Annex F; SAM-5 6.3 events).
+// Unit attention ASCQs of ASC 29h (SPC-5 ASC and ASCQ assignments; SAM-5 events).
 const (
 	ascqPowerOnResetOrBDR = 0x00
 	ascqPowerOn           = 0x01
@@ -53,6 +53,7 @@ var ascNames = map[uint16]string{
 	0x3900: "SAVING PARAMETERS NOT SUPPORTED",
 	0x3F0E: "REPORTED LUNS DATA HAS CHANGED",
 	0x4400: "INTERNAL TARGET FAILURE",
+	0x4B00: "DATA PHASE ERROR",
 }
 
 func ascName(asc, ascq byte) string { return ascNames[uint16(asc)<<8|uint16(ascq)] }
@@ -68,7 +69,7 @@ func clampBit(bit int) int8 {
 	return int8(bit)
 }
 
-// NoSense is the "nothing to report" sense data REQUEST SENSE returns (SPC-5 6.39).
+// NoSense is the "nothing to report" sense data REQUEST SENSE returns (SPC-5).
 func NoSense() *Error { return New(KeyNoSense, ascNoAdditionalInfo, 0) }
 
 // InvalidOpcode: ILLEGAL REQUEST, INVALID COMMAND OPERATION CODE (20h/00h).
@@ -113,7 +114,7 @@ func SavingParametersNotSupported() *Error {
 func WriteProtected() *Error { return New(KeyDataProtect, ascWriteProtected, 0) }
 
 // Miscompare: MISCOMPARE, MISCOMPARE DURING VERIFY OPERATION (1Dh/00h) with
-// the byte offset of the first mismatch in the INFORMATION field (SBC-4 5.31).
+// the byte offset of the first mismatch in the INFORMATION field (SBC-4).
 func Miscompare(offset uint64) *Error {
 	e := New(KeyMiscompare, ascMiscompare, 0)
 	e.HasInfo, e.Info = true, offset
@@ -121,7 +122,7 @@ func Miscompare(offset uint64) *Error {
 }
 
 // UnrecoveredReadError: MEDIUM ERROR, UNRECOVERED READ ERROR (11h/00h) with
-// the first failing LBA in the INFORMATION field (SBC-4 4.18).
+// the first failing LBA in the INFORMATION field (SBC-4).
 func UnrecoveredReadError(lba uint64) *Error {
 	e := New(KeyMediumError, ascUnrecoveredReadError, 0)
 	e.HasInfo, e.Info = true, lba
@@ -160,5 +161,5 @@ func ModeParametersChanged() *Error { return New(KeyUnitAttention, ascParameters
 func CapacityDataChanged() *Error { return New(KeyUnitAttention, ascParametersChanged, 0x09) }
 
 // WriteFault: MEDIUM ERROR, WRITE ERROR (0Ch/00h) with no failing LBA known,
-// e.g. a cache flush that failed (SBC-4 5.24 SYNCHRONIZE CACHE).
+// e.g. a cache flush that failed (SBC-4 SYNCHRONIZE CACHE).
 func WriteFault() *Error { return New(KeyMediumError, ascWriteError, 0) }

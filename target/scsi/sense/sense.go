@@ -1,6 +1,6 @@
 // Package sense holds SCSI sense data as a Go error. A command that ends in
 // CHECK CONDITION returns a *Error; the fabric encodes it with Fixed or
-// Descriptor (SPC-5 4.4) and sends it in the SCSI Response.
+// Descriptor (SPC-5) and sends it in the SCSI Response.
 //
 // Handlers use the named constructors (InvalidFieldInCDB, LBAOutOfRange, ...)
 // and never spell sense key / ASC / ASCQ triples themselves.
@@ -12,7 +12,7 @@ import (
 	"fmt"
 )
 
-// Key is a sense key (SPC-5 4.4.8, table "Sense key descriptions").
+// Key is a sense key (SPC-5, table "Sense key descriptions").
 type Key uint8
 
 // Sense keys used by Blockport.
@@ -42,7 +42,7 @@ func (k Key) String() string {
 	return fmt.Sprintf("KEY(0x%x)", uint8(k))
 }
 
-// Response codes (SPC-5 4.4.1).
+// Response codes (SPC-5).
 const (
 	codeFixedCurrent      = 0x70
 	codeFixedDeferred     = 0x71
@@ -52,12 +52,12 @@ const (
 
 // Sizes of the encodings this package produces.
 const (
-	FixedLen   = 18 // fixed format with the additional sense length 10 (SPC-5 4.4.3)
+	FixedLen   = 18 // fixed format with the additional sense length 10 (SPC-5)
 	MaxDescLen = 8 + 12 + 8
 )
 
 // FieldPointer is the sense-key-specific field pointer of an ILLEGAL REQUEST
-// (SPC-5 4.4.2.4.2): which byte, and optionally which bit, of the CDB or of
+// (SPC-5): which byte, and optionally which bit, of the CDB or of
 // the parameter data was wrong.
 type FieldPointer struct {
 	CDB  bool   // C/D: true when the field is in the CDB, false for parameter data
@@ -70,14 +70,14 @@ type Error struct {
 	Key  Key
 	ASC  byte
 	ASCQ byte
-	// HasInfo reports that Info is valid: the INFORMATION field (SPC-5 4.4.2.2),
+	// HasInfo reports that Info is valid: the INFORMATION field (SPC-5),
 	// e.g. the failing LBA of a medium error or the miscompare offset.
 	HasInfo bool
 	Info    uint64
 	// Field, when not nil, is sent as the sense-key-specific field pointer with SKSV=1.
 	Field *FieldPointer
 	// DescFormat selects descriptor format sense (0x72) for Bytes. The SCSI
-	// core sets it from the LU's control mode page D_SENSE bit (SPC-5 7.5.8).
+	// core sets it from the LU's control mode page D_SENSE bit (SPC-5).
 	DescFormat bool
 	// Cause is the failure behind the condition (e.g. a backstore I/O
 	// error), for logs only; it is never sent to the initiator.
@@ -146,14 +146,14 @@ func (e *Error) Bytes() []byte {
 	return e.Fixed()
 }
 
-// Fixed encodes e as fixed format sense data (SPC-5 4.4.3), 18 bytes.
+// Fixed encodes e as fixed format sense data (SPC-5), 18 bytes.
 func (e *Error) Fixed() []byte { return e.AppendFixed(make([]byte, 0, FixedLen)) }
 
 // AppendFixed appends the fixed format encoding of e to b.
 func (e *Error) AppendFixed(b []byte) []byte {
 	var s [FixedLen]byte
 	s[0] = codeFixedCurrent
-	// SPC-5 4.4.3: VALID=1 only when the INFORMATION value fits in 4 bytes;
+	// SPC-5: VALID=1 only when the INFORMATION value fits in 4 bytes;
 	// larger values need descriptor format.
 	if e.HasInfo && e.Info <= 0xFFFFFFFF {
 		s[0] |= 0x80
@@ -169,7 +169,7 @@ func (e *Error) AppendFixed(b []byte) []byte {
 	return append(b, s[:]...)
 }
 
-// Descriptor encodes e as descriptor format sense data (SPC-5 4.4.2) with an
+// Descriptor encodes e as descriptor format sense data (SPC-5) with an
 // information descriptor and a sense key specific descriptor when needed.
 func (e *Error) Descriptor() []byte { return e.AppendDescriptor(make([]byte, 0, MaxDescLen)) }
 
@@ -178,14 +178,14 @@ func (e *Error) AppendDescriptor(b []byte) []byte {
 	start := len(b)
 	b = append(b, codeDescriptorCurrent, byte(e.Key)&0x0F, e.ASC, e.ASCQ, 0, 0, 0, 0)
 	if e.HasInfo {
-		// SPC-5 4.4.2.2: information descriptor, type 00h, length 0Ah, VALID=1.
+		// SPC-5: information descriptor, type 00h, length 0Ah, VALID=1.
 		var d [12]byte
 		d[0], d[1], d[2] = 0x00, 0x0A, 0x80
 		binary.BigEndian.PutUint64(d[4:12], e.Info)
 		b = append(b, d[:]...)
 	}
 	if e.Field != nil {
-		// SPC-5 4.4.2.3: sense key specific descriptor, type 02h, length 06h.
+		// SPC-5: sense key specific descriptor, type 02h, length 06h.
 		var d [8]byte
 		d[0], d[1] = 0x02, 0x06
 		putSKS(d[4:7], e.Field)
@@ -195,7 +195,7 @@ func (e *Error) AppendDescriptor(b []byte) []byte {
 	return b
 }
 
-// putSKS writes the 3-byte field pointer sense-key-specific data (SPC-5 4.4.2.4.2).
+// putSKS writes the 3-byte field pointer sense-key-specific data (SPC-5).
 func putSKS(p []byte, f *FieldPointer) {
 	p[0] = 0x80 // SKSV
 	if f.CDB {

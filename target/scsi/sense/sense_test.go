@@ -28,6 +28,7 @@ func TestConstructors(t *testing.T) {
 		{"UnrecoveredReadError", UnrecoveredReadError(9), KeyMediumError, 0x11, 0x00},
 		{"WriteError", WriteError(9), KeyMediumError, 0x0C, 0x00},
 		{"WriteFault", WriteFault(), KeyMediumError, 0x0C, 0x00},
+		{"DataPhaseError", DataPhaseError(), KeyAbortedCommand, 0x4B, 0x00},
 		{"InternalTargetFailure", InternalTargetFailure(), KeyHardwareError, 0x44, 0x00},
 		{"PowerOnOccurred", PowerOnOccurred(), KeyUnitAttention, 0x29, 0x01},
 		{"ResetOccurred", ResetOccurred(), KeyUnitAttention, 0x29, 0x00},
