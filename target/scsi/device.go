@@ -92,6 +92,16 @@ func (d *Device) LU(lun uint64) *LU {
 	return d.lus[lun]
 }
 
+// luFor resolves the LU that nexus n addresses as lun, or nil. It is the one
+// place where what an initiator may reach is decided: Prepare and every
+// command that names other LUNs (EXTENDED COPY...) resolve through it, so
+// LUN masking applies to all of them.
+func (d *Device) luFor(n *Nexus, lun uint64) *LU {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	return d.lus[lun]
+}
+
 // Prepare resolves the LU and decodes the CDB: it sets cmd.Dir and
 // cmd.TransferLength and checks, in the order SAM-5 and SPC-5 give,
 // everything that can be checked before data moves: the LUN, the opcode, a
@@ -107,9 +117,7 @@ func (d *Device) Prepare(cmd *Command) error {
 	if len(cmd.CDB) == 0 {
 		return sense.InvalidOpcode()
 	}
-	d.mu.RLock()
-	lu := d.lus[cmd.LUN]
-	d.mu.RUnlock()
+	lu := d.luFor(cmd.Nexus, cmd.LUN)
 
 	op, err := lookupOp(cmd.CDB)
 	if lu == nil && (op == nil || !op.anyLUN) {
