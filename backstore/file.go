@@ -428,7 +428,10 @@ func (b *fileBackstore) pwrite(buf []byte, off int64, fua bool) (int, error) {
 func (b *fileBackstore) pwriteDsync(buf []byte, off int64) (int, error) {
 	var n int
 	var writeErr error
-	err := b.conn.Write(func(fd uintptr) bool {
+	// Control, not Write: RawConn.Write takes the descriptor's write lock,
+	// which would serialise concurrent FUA writes; Control only keeps the
+	// descriptor from being closed under us, as pwrite(2) via WriteAt does.
+	err := b.conn.Control(func(fd uintptr) {
 		for n < len(buf) {
 			m, err := b.pwritev2(int(fd), [][]byte{buf[n:]}, off+int64(n), unix.RWF_DSYNC)
 			if err == unix.EINTR {
@@ -436,15 +439,14 @@ func (b *fileBackstore) pwriteDsync(buf []byte, off int64) (int, error) {
 			}
 			if err != nil {
 				writeErr = err
-				break
+				return
 			}
 			if m <= 0 {
 				writeErr = io.ErrShortWrite
-				break
+				return
 			}
 			n += m
 		}
-		return true // a regular file never waits for readiness
 	})
 	if err != nil {
 		return n, err

@@ -9,14 +9,20 @@ import "sync"
 // restore stale bytes and lose that write. RMW writes therefore lock their
 // units exclusively; aligned writes lock theirs shared so they run in
 // parallel with each other but never inside an RMW window.
+//
+// Overlapping requests are granted in arrival order: a request waits for
+// earlier waiters it conflicts with, so a stream of small RMWs cannot
+// starve a large write spanning their units (and the reverse).
+// Non-overlapping requests never wait for each other.
 type rangeLocker struct {
-	mu     sync.Mutex
-	cond   sync.Cond   // signalled when a range is released; L is &mu
-	held   []heldRange // guarded by mu
-	nextID uint64      // guarded by mu
+	mu      sync.Mutex
+	cond    sync.Cond   // signalled when a range is released; L is &mu
+	held    []lockRange // guarded by mu
+	waiting []lockRange // guarded by mu; in arrival order (ascending id)
+	nextID  uint64      // guarded by mu
 }
 
-type heldRange struct {
+type lockRange struct {
 	start, end int64 // [start, end)
 	exclusive  bool
 	id         uint64
@@ -25,9 +31,23 @@ type heldRange struct {
 // lockToken identifies one held range for unlock.
 type lockToken uint64
 
-func (l *rangeLocker) conflicts(start, end int64, exclusive bool) bool {
+func (r lockRange) conflicts(o lockRange) bool {
+	return r.start < o.end && o.start < r.end && (r.exclusive || o.exclusive)
+}
+
+// blocked reports whether r must wait: it conflicts with a held range or
+// with a request that has been waiting since before r arrived.
+func (l *rangeLocker) blocked(r lockRange) bool {
 	for _, h := range l.held {
-		if h.start < end && start < h.end && (exclusive || h.exclusive) {
+		if r.conflicts(h) {
+			return true
+		}
+	}
+	for _, w := range l.waiting {
+		if w.id >= r.id {
+			break
+		}
+		if r.conflicts(w) {
 			return true
 		}
 	}
@@ -37,32 +57,43 @@ func (l *rangeLocker) conflicts(start, end int64, exclusive bool) bool {
 // lock blocks until [start, end) can be held in the requested mode.
 func (l *rangeLocker) lock(start, end int64, exclusive bool) lockToken {
 	l.mu.Lock()
+	defer l.mu.Unlock()
 	if l.cond.L == nil {
 		l.cond.L = &l.mu
 	}
-	for l.conflicts(start, end, exclusive) {
-		l.cond.Wait()
-	}
 	l.nextID++
-	id := l.nextID
-	l.held = append(l.held, heldRange{start: start, end: end, exclusive: exclusive, id: id})
-	l.mu.Unlock()
-	return lockToken(id)
+	r := lockRange{start: start, end: end, exclusive: exclusive, id: l.nextID}
+	if l.blocked(r) {
+		l.waiting = append(l.waiting, r)
+		for l.blocked(r) {
+			l.cond.Wait()
+		}
+		l.waiting = removeRange(l.waiting, r.id)
+		// Later waiters that conflicted with r as a waiter conflict with it
+		// as a holder too, so no one else can proceed yet: no broadcast.
+	}
+	l.held = append(l.held, r)
+	return lockToken(r.id)
 }
 
 // unlock releases the range taken by lock.
 func (l *rangeLocker) unlock(t lockToken) {
 	l.mu.Lock()
-	for i, h := range l.held {
-		if h.id == uint64(t) {
-			last := len(l.held) - 1
-			l.held[i] = l.held[last]
-			l.held = l.held[:last]
-			break
+	l.held = removeRange(l.held, uint64(t))
+	// Wake every waiter to recheck its own range. Waiters are rare (only
+	// overlapping writes wait), so the broadcast costs little.
+	if len(l.waiting) > 0 {
+		l.cond.Broadcast()
+	}
+	l.mu.Unlock()
+}
+
+// removeRange deletes the range with the given id, keeping the order.
+func removeRange(rs []lockRange, id uint64) []lockRange {
+	for i := range rs {
+		if rs[i].id == id {
+			return append(rs[:i], rs[i+1:]...)
 		}
 	}
-	// Wake every waiter: each one rechecks its own range. Waiters are rare
-	// (only overlapping writes wait), so the broadcast costs little.
-	l.cond.Broadcast()
-	l.mu.Unlock()
+	return rs
 }

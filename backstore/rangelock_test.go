@@ -27,12 +27,13 @@ func TestRangeLockerConflicts(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			var l rangeLocker
 			tok := l.lock(tt.heldStart, tt.heldEnd, tt.heldExclusive)
-			if got := l.conflicts(tt.start, tt.end, tt.exclusive); got != tt.want {
-				t.Errorf("conflicts = %v, want %v", got, tt.want)
+			r := lockRange{start: tt.start, end: tt.end, exclusive: tt.exclusive, id: 1 << 60}
+			if got := l.blocked(r); got != tt.want {
+				t.Errorf("blocked = %v, want %v", got, tt.want)
 			}
 			l.unlock(tok)
-			if l.conflicts(tt.start, tt.end, tt.exclusive) {
-				t.Error("conflict remains after unlock")
+			if l.blocked(r) {
+				t.Error("still blocked after unlock")
 			}
 		})
 	}
@@ -65,4 +66,42 @@ func TestRangeLockerWaits(t *testing.T) {
 	if len(l.held) != 0 {
 		t.Errorf("%d ranges still held", len(l.held))
 	}
+}
+
+// A request that overlaps an earlier waiter queues behind it even when
+// nothing it overlaps is held: otherwise a stream of small exclusive
+// locks could starve a large shared one forever.
+func TestRangeLockerFairness(t *testing.T) {
+	var l rangeLocker
+	held := l.lock(0, 10, true)
+	order := make(chan string, 2)
+	go func() { // waits for held
+		tok := l.lock(0, 100, false)
+		order <- "wide"
+		time.Sleep(20 * time.Millisecond)
+		l.unlock(tok)
+	}()
+	for !waiting(&l, 1) {
+		time.Sleep(time.Millisecond)
+	}
+	go func() { // free of held, but behind the wide waiter
+		tok := l.lock(50, 60, true)
+		order <- "late"
+		l.unlock(tok)
+	}()
+	for !waiting(&l, 2) {
+		time.Sleep(time.Millisecond)
+	}
+	unrelated := l.lock(200, 300, true) // overlaps nothing: no wait
+	l.unlock(unrelated)
+	l.unlock(held)
+	if first, second := <-order, <-order; first != "wide" || second != "late" {
+		t.Errorf("granted %s before %s, want arrival order", first, second)
+	}
+}
+
+func waiting(l *rangeLocker, n int) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.waiting) == n
 }
