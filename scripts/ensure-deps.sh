@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Makes sure the real initiators the integration tests drive are installed:
+# libiscsi's utilities (iscsi-ls, iscsi-inq, iscsi-test-cu), qemu-img and
+# qemu-io, and qemu's iscsi block driver; and gcc, which -race needs. As root it installs what is
+# missing with apt-get; otherwise it names the packages and fails.
+set -euo pipefail
+
+missing=()
+add() {
+	local p
+	for p in "${missing[@]:-}"; do [ "$p" = "$1" ] && return 0; done
+	missing+=("$1")
+}
+
+for pair in iscsi-ls:libiscsi-bin iscsi-inq:libiscsi-bin iscsi-test-cu:libiscsi-bin \
+	qemu-img:qemu-utils qemu-io:qemu-utils stdbuf:coreutils; do
+	command -v "${pair%%:*}" >/dev/null 2>&1 || add "${pair#*:}"
+done
+# go test -race needs cgo and so a C compiler.
+command -v gcc >/dev/null 2>&1 || add gcc
+# Debian ships qemu's iscsi driver as a module in qemu-block-extra; qemu-img
+# lists it among its formats only when the module is there.
+if command -v qemu-img >/dev/null 2>&1; then
+	qemu-img --help 2>/dev/null | grep -q ' iscsi ' || add qemu-block-extra
+else
+	add qemu-block-extra
+fi
+
+if [ ${#missing[@]} -eq 0 ]; then
+	echo "deps: libiscsi-bin, qemu-utils, qemu-block-extra and gcc are installed"
+	exit 0
+fi
+
+if [ "$(id -u)" -ne 0 ]; then
+	echo "deps: missing Debian packages: ${missing[*]}" >&2
+	echo "deps: install them with: sudo apt-get install -y ${missing[*]}" >&2
+	exit 1
+fi
+if ! command -v apt-get >/dev/null 2>&1; then
+	echo "deps: missing packages ${missing[*]} and no apt-get to install them" >&2
+	exit 1
+fi
+echo "deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq "${missing[@]}"
