@@ -8,7 +8,7 @@ FUZZTIME ?= 5m
 INTEGRATION_PKGS := ./integration/...
 UNIT_PKGS         = $(shell $(GO) list ./... | grep -v '/integration')
 
-.PHONY: all build run test deps lint unit fuzz-smoke integration conformance fuzz clean
+.PHONY: all build run test deps lint unit fuzz-smoke integration conformance fuzz bench clean
 
 all: build
 
@@ -52,6 +52,13 @@ conformance: deps
 # Long fuzzing: every target for FUZZTIME each (default 5m).
 fuzz:
 	FUZZTIME=$(FUZZTIME) scripts/fuzz-smoke.sh
+
+# Blockport against tgt and gotgt on loopback, plus the loopback TCP and raw
+# file ceilings: integration/bench/results/bench-*.md and .json. Not part of
+# `make test`. BENCH_QUICK=1 is a short smoke run; BENCH_FLAGS passes flags
+# (go run ./integration/bench -h lists them).
+bench: deps build
+	$(GO) run ./integration/bench -bin $(BIN) $(BENCH_FLAGS)
 
 clean:
 	rm -rf bin integration/.tmp

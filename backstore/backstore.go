@@ -36,9 +36,9 @@ type Backstore interface {
 // Options describe a backstore to open. They come from the config package
 // already validated for syntax; Open checks what only it can check.
 type Options struct {
-	Kind      string // "file" | "memory"
-	Path      string // image path, for Kind "file"
-	Size      int64  // bytes; 0 with an existing file = use the file size
+	Kind      string // "file" | "sparse" | "block" | "memory"
+	Path      string // image or device path, for the kinds other than "memory"
+	Size      int64  // bytes; 0 with an existing file = use the file size; a block device gives its own
 	BlockSize uint32 // 512 or 4096; 0 means 512
 	// DirectIO opens the image with O_DIRECT so the host page cache holds
 	// no copy of LUN data (the initiator caches it already).
@@ -48,6 +48,9 @@ type Options struct {
 	// or a FUA write; the SCSI layer reports WCE=1 in the caching mode page.
 	WriteCache bool
 	ReadOnly   bool
+	// Progress, when not nil, is called as a file image is preallocated
+	// (created or grown) with the bytes done so far and the total.
+	Progress func(done, total int64)
 }
 
 // DefaultBlockSize is used when Options.BlockSize is 0.

@@ -35,6 +35,9 @@ type fileBackstore struct {
 	// multiples of offsetAlign and buffer addresses of memAlign.
 	offsetAlign int64
 	memAlign    int
+	// fsBlock is the filesystem's (or device's physical) block size: a
+	// power of two from 512 to 64 KiB.
+	fsBlock uint32
 
 	// units serialises read-modify-write of O_DIRECT alignment units.
 	units rangeLocker
@@ -48,13 +51,30 @@ type fileBackstore struct {
 	// to drive the fallback paths. Set at open, read-only after.
 	pwritev2  func(fd int, iovs [][]byte, off int64, flags int) (int, error)
 	fdatasync func(fd int) error
+	fallocate func(fd int, mode uint32, off, length int64) error
+
+	// sparse: the image allocates on write (kind "sparse"); growing it
+	// leaves a hole instead of preallocating.
+	sparse bool
 }
 
 func openFile(opts Options) (Backstore, error) {
+	b, err := openImage(opts, false)
+	if err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// openImage opens (creating it when missing) the image file of a file or,
+// with sparse set, a sparse backstore. A file image is fully allocated at
+// creation and when it grows, so a write never fails for lack of space; a
+// sparse image allocates on write.
+func openImage(opts Options, sparse bool) (*fileBackstore, error) {
 	if opts.Path == "" {
 		return nil, errors.New("path is required")
 	}
-	if err := createImage(opts); err != nil {
+	if err := createImage(opts, sparse); err != nil {
 		return nil, err
 	}
 	flags := os.O_RDWR
@@ -76,7 +96,19 @@ func openFile(opts Options) (Backstore, error) {
 	if err != nil {
 		return nil, openError(err, opts.DirectIO)
 	}
-	b := &fileBackstore{
+	b := newFileBackstore(f, opts)
+	b.sparse = sparse
+	if err := b.setup(opts); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return b, nil
+}
+
+// newFileBackstore wraps an open image or device; the caller finishes the
+// setup (size, locking, alignment).
+func newFileBackstore(f *os.File, opts Options) *fileBackstore {
+	return &fileBackstore{
 		file:        f,
 		path:        opts.Path,
 		direct:      opts.DirectIO,
@@ -86,12 +118,8 @@ func openFile(opts Options) (Backstore, error) {
 		memAlign:    1,
 		pwritev2:    unix.Pwritev2,
 		fdatasync:   unix.Fdatasync,
+		fallocate:   unix.Fallocate,
 	}
-	if err := b.setup(opts); err != nil {
-		f.Close()
-		return nil, err
-	}
-	return b, nil
 }
 
 // openError explains the open failures a user can fix in the config.
@@ -104,9 +132,10 @@ func openError(err error, direct bool) error {
 	return err
 }
 
-// createImage creates a missing image as a sparse file of opts.Size bytes,
-// with its parent directories. An existing image is left alone.
-func createImage(opts Options) error {
+// createImage creates a missing image of opts.Size bytes, with its parent
+// directories: fully allocated (fallocate) for a file image, a hole for a
+// sparse one. An existing image is left alone.
+func createImage(opts Options, sparse bool) error {
 	if _, err := os.Stat(opts.Path); err == nil {
 		return nil
 	} else if !errors.Is(err, fs.ErrNotExist) {
@@ -129,7 +158,11 @@ func createImage(opts Options) error {
 	if err != nil {
 		return err
 	}
-	err = f.Truncate(opts.Size)
+	if sparse {
+		err = f.Truncate(opts.Size)
+	} else {
+		err = preallocate(f, 0, opts.Size, unix.Fallocate, opts.Progress)
+	}
 	if err == nil {
 		err = f.Sync()
 	}
@@ -173,6 +206,10 @@ func (b *fileBackstore) setup(opts Options) error {
 	if !st.Mode().IsRegular() {
 		return fmt.Errorf("not a regular file (mode %v)", st.Mode())
 	}
+	b.fsBlock = 4096
+	if sys, ok := st.Sys().(*syscall.Stat_t); ok && sys.Blksize >= 512 && sys.Blksize <= 64<<10 && isPowerOfTwo(int64(sys.Blksize)) {
+		b.fsBlock = uint32(sys.Blksize)
+	}
 	if err := b.lock(); err != nil {
 		return err
 	}
@@ -194,9 +231,16 @@ func (b *fileBackstore) setup(opts Options) error {
 		if opts.ReadOnly {
 			return fmt.Errorf("image is %d bytes, smaller than the configured size %d, and read_only forbids growing it", current, want)
 		}
-		// Grow sparse; the new tail reads as zeros. Sync makes the new
-		// size durable before any write lands beyond the old end.
-		if err := b.file.Truncate(want); err != nil {
+		// Grow (allocated for a file image, a hole for a sparse one); the
+		// new tail reads as zeros. Sync makes the new size durable before
+		// any write lands beyond the old end.
+		var err error
+		if b.sparse {
+			err = b.file.Truncate(want)
+		} else {
+			err = preallocate(b.file, current, want, b.fallocate, opts.Progress)
+		}
+		if err != nil {
 			return fmt.Errorf("grow image from %d to %d bytes: %w", current, want, err)
 		}
 		if err := b.file.Sync(); err != nil {

@@ -14,8 +14,10 @@ import (
 
 // Config is a whole configuration.
 type Config struct {
-	Server  Server
-	Targets []Target
+	Server    Server
+	Discovery Discovery // [discovery]: authentication of discovery sessions
+	Limits    Limits    // [limits]: resource bounds, with defaults
+	Targets   []Target
 }
 
 // Server holds the process-wide settings ([server]).
@@ -30,27 +32,43 @@ type Server struct {
 type Target struct {
 	Name              string // iqn., eui. or naa. name, see ValidateName
 	Alias             string // TargetAlias (RFC 7143 13.6), may be empty
-	AllowAnyInitiator bool
+	AllowAnyInitiator bool   // admit initiators with no ACL entry: they see every LUN, must pass the target's chap
 	LUNs              []LUN
+	ACLs              []ACL    // [[target.acl]]: initiators allowed in, LUN masking
+	CHAP              *CHAP    // chap = {...}: one-way CHAP required of every initiator
+	MutualCHAP        *CHAP    // mutual_chap = {...}: the target's own CHAP credentials
+	CHAPAlgorithms    []string // chap_algorithms: restricts CHAP_A (MD5, SHA-1, SHA-256, SHA3-256)
 }
 
 // LUN is one logical unit of a target ([[target.lun]]).
 type LUN struct {
 	ID         uint64 // 0..MaxLUN, unique within the target
-	Backstore  string // BackstoreFile or BackstoreMemory
-	Path       string // file backstore only; absolute, or relative to the process directory when no base dir was given
-	Size       int64  // bytes; 0 means the size of the existing file
+	Backstore  string // BackstoreFile, BackstoreSparse, BackstoreBlock or BackstoreMemory
+	Path       string // image or device; absolute, or relative to the process directory when no base dir was given
+	Size       int64  // bytes; 0 means the size of the existing file (always 0 for block: the device's size)
 	BlockSize  uint32 // 512 or 4096
 	DirectIO   bool
 	WriteCache bool
 	ReadOnly   bool
 	Serial     string // VPD page 0x80 unit serial number; empty means derived
+	// ThinThresholdPercent (thin_threshold_percent, 1..100; 0 = off, sparse
+	// only) raises the SBC thin provisioning soft threshold unit attention
+	// when the image's allocated storage crosses that share of its size.
+	ThinThresholdPercent uint8
+	// Removable makes the LUN a removable medium (INQUIRY RMB=1): START
+	// STOP UNIT with LOEJ ejects and loads it, PREVENT ALLOW MEDIUM REMOVAL
+	// locks it in; with the medium ejected, I/O fails with MEDIUM NOT PRESENT.
+	Removable bool
+	Vendor    string // INQUIRY VENDOR IDENTIFICATION, up to 8 printable ASCII bytes; empty means "BLOCKPRT"
+	Product   string // INQUIRY PRODUCT IDENTIFICATION, up to 16 printable ASCII bytes; empty means "Blockport Disk"
 }
 
 // Backstore kinds.
 const (
-	BackstoreFile   = "file"
-	BackstoreMemory = "memory"
+	BackstoreFile   = "file"   // raw image, fully allocated when created
+	BackstoreSparse = "sparse" // thin image: allocates on write, UNMAP punches holes
+	BackstoreBlock  = "block"  // block device; size and block sizes come from the device
+	BackstoreMemory = "memory" // volatile: the data is lost when the server stops
 )
 
 // Limits and defaults.

@@ -90,7 +90,7 @@ listen = ["127.0.0.1:3260"]
 port = 3260
 [[target]]
 name = "iqn.2026-11.io.blockport:a"
-acl = []
+acls = []
   [[target.lun]]
   lun = 0
   backstore = "memory"
@@ -100,7 +100,7 @@ acl = []
 			wants: []want{
 				{1, "verbose", "unknown key"},
 				{4, "server.port", "valid keys in [server]: listen"},
-				{7, "target[0].acl", "unknown key"},
+				{7, "target[0].acls", "unknown key"},
 				{12, "target[0].lun[0].sise", "valid keys in [target.lun]"},
 			},
 		},
@@ -279,13 +279,56 @@ name = "iqn.2026-11.io.blockport:b"
 			},
 		},
 		{
-			name: "backstore kinds and paths",
+			name: "block and sparse backstores",
 			text: `[[target]]
 name = "iqn.2026-11.io.blockport:a"
   [[target.lun]]
   lun = 0
   backstore = "block"
-  path = "/dev/sdz"
+  path = "/dev/null"
+  [[target.lun]]
+  lun = 1
+  backstore = "block"
+  path = "/dev/blockport-no-such-device"
+  size = "1GiB"
+  [[target.lun]]
+  lun = 2
+  backstore = "file"
+  path = "a.img"
+  size = "1MiB"
+  thin_threshold_percent = 80
+  [[target.lun]]
+  lun = 3
+  backstore = "sparse"
+  path = "b.img"
+  size = "1MiB"
+  thin_threshold_percent = 101
+  [[target.lun]]
+  lun = 4
+  backstore = "sparse"
+  size = "1MiB"
+  [[target.lun]]
+  lun = 5
+  backstore = "block"
+`,
+			wants: []want{
+				{6, "target[0].lun[0].path", "/dev/null is not a block device"},
+				{10, "target[0].lun[1].path", "does not exist"},
+				{11, "target[0].lun[1].size", "not allowed for a block backstore"},
+				{17, "target[0].lun[2].thin_threshold_percent", "only a sparse backstore"},
+				{23, "target[0].lun[3].thin_threshold_percent", "between 1 and 100"},
+				{24, "target[0].lun[4].path", "missing: a sparse backstore needs"},
+				{28, "target[0].lun[5].path", "missing: a block backstore needs"},
+			},
+		},
+		{
+			name: "backstore kinds and paths",
+			text: `[[target]]
+name = "iqn.2026-11.io.blockport:a"
+  [[target.lun]]
+  lun = 0
+  backstore = "tape"
+  path = "/dev/st0"
   [[target.lun]]
   lun = 1
   path = "x.img"
@@ -305,8 +348,8 @@ name = "iqn.2026-11.io.blockport:a"
   backstore = "memory"
 `,
 			wants: []want{
-				{5, "target[0].lun[0].backstore", `unknown kind "block"; valid kinds: file, memory`},
-				{7, "target[0].lun[1].backstore", "missing: choose one of file, memory"},
+				{5, "target[0].lun[0].backstore", `unknown kind "tape"; valid kinds: file, sparse, block, memory`},
+				{7, "target[0].lun[1].backstore", "missing: choose one of file, sparse, block, memory"},
 				{11, "target[0].lun[2].path", "missing"},
 				{18, "target[0].lun[3].path", "not allowed for a memory backstore"},
 				{20, "target[0].lun[3].direct_io", "not supported"},
@@ -519,6 +562,7 @@ name = "iqn.2026-11.io.blockport:a"
 			LogLevel:  "info",
 			LogFormat: "text",
 		},
+		Limits: DefaultLimits(),
 		Targets: []Target{{
 			Name: "iqn.2026-11.io.blockport:a",
 			LUNs: []LUN{
@@ -538,7 +582,7 @@ func TestEmptyConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := &Config{Server: Server{Listen: []string{DefaultListen}, StateDir: "./blockport-data", LogLevel: "info", LogFormat: "text"}}
+	want := &Config{Server: Server{Listen: []string{DefaultListen}, StateDir: "./blockport-data", LogLevel: "info", LogFormat: "text"}, Limits: DefaultLimits()}
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("got %+v, want %+v", c, want)
 	}
@@ -548,6 +592,7 @@ func TestDefault(t *testing.T) {
 	c := Default()
 	want := &Config{
 		Server: Server{Listen: []string{"127.0.0.1:3260"}, StateDir: "./blockport-data", LogLevel: "info", LogFormat: "text"},
+		Limits: DefaultLimits(),
 		Targets: []Target{{
 			Name:              "iqn.2026-11.io.blockport:lab",
 			Alias:             "lab",

@@ -14,10 +14,10 @@ import (
 
 // The keys each table accepts; anything else is an unknown key.
 var (
-	rootKeys   = []string{"server", "target"}
+	rootKeys   = []string{"server", "discovery", "limits", "target"}
 	serverKeys = []string{"listen", "state_dir", "log_level", "log_format"}
-	targetKeys = []string{"name", "alias", "allow_any_initiator", "lun"}
-	lunKeys    = []string{"lun", "backstore", "path", "size", "block_size", "direct_io", "write_cache", "read_only", "serial"}
+	targetKeys = []string{"name", "alias", "allow_any_initiator", "lun", "acl", "chap", "mutual_chap", "chap_algorithms"}
+	lunKeys    = []string{"lun", "backstore", "path", "size", "block_size", "direct_io", "write_cache", "read_only", "serial", "removable", "vendor", "product", "thin_threshold_percent"}
 )
 
 // decodeTOML parses the text into generic maps. Decoding into maps cannot
@@ -215,6 +215,7 @@ func decodeConfig(doc map[string]any, baseDir string, r *reporter) *Config {
 		server.str("log_format", &c.Server.LogFormat)
 	}
 	c.Server.StateDir = resolvePath(baseDir, c.Server.StateDir)
+	decodeAccess(root, c, baseDir)
 	for _, tt := range root.tables("target", targetKeys) {
 		c.Targets = append(c.Targets, decodeTarget(tt, baseDir))
 	}
@@ -232,6 +233,7 @@ func decodeTarget(t table, baseDir string) Target {
 	for _, lt := range t.tables("lun", lunKeys) {
 		target.LUNs = append(target.LUNs, decodeLUN(lt, baseDir))
 	}
+	decodeTargetAccess(t, &target, baseDir)
 	return target
 }
 
@@ -285,12 +287,24 @@ func decodeLUN(t table, baseDir string) LUN {
 			lun.BlockSize = uint32(blockSize)
 		}
 	}
-	// O_DIRECT keeps the page cache out of the data path; only a file has one.
-	lun.DirectIO = lun.Backstore == BackstoreFile
+	// O_DIRECT keeps the page cache out of the data path; files and devices
+	// have one, memory does not.
+	lun.DirectIO = lun.Backstore == BackstoreFile || lun.Backstore == BackstoreSparse || lun.Backstore == BackstoreBlock
+	var threshold int64
+	if t.integer("thin_threshold_percent", &threshold) {
+		if threshold < 1 || threshold > 100 {
+			t.r.add(t.key("thin_threshold_percent"), "must be between 1 and 100, not %d", threshold)
+		} else {
+			lun.ThinThresholdPercent = uint8(threshold)
+		}
+	}
 	t.boolean("direct_io", &lun.DirectIO)
 	t.boolean("write_cache", &lun.WriteCache)
 	t.boolean("read_only", &lun.ReadOnly)
 	t.str("serial", &lun.Serial)
+	t.boolean("removable", &lun.Removable)
+	t.str("vendor", &lun.Vendor)
+	t.str("product", &lun.Product)
 	return lun
 }
 

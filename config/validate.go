@@ -14,7 +14,7 @@ import (
 )
 
 var (
-	backstoreKinds = []string{BackstoreFile, BackstoreMemory}
+	backstoreKinds = []string{BackstoreFile, BackstoreSparse, BackstoreBlock, BackstoreMemory}
 	logLevels      = []string{"debug", "info", "warn", "error"}
 	logFormats     = []string{"text", "json"}
 )
@@ -24,6 +24,7 @@ var (
 // line of its key. checkFiles enables the checks that stat LUN files.
 func validate(c *Config, r *reporter, checkFiles bool) {
 	validateServer(&c.Server, r)
+	validateAccess(c, r, checkFiles)
 
 	targetByName := map[string]string{} // canonical name -> key of its first use
 	fileByPath := map[string]string{}   // cleaned LUN path -> key of its first use
@@ -56,7 +57,7 @@ func validate(c *Config, r *reporter, checkFiles bool) {
 				lunByID[lun.ID] = lkey + ".lun"
 			}
 			validateLUN(lun, lkey, r, checkFiles)
-			if lun.Backstore == BackstoreFile && lun.Path != "" {
+			if lun.Backstore != BackstoreMemory && lun.Path != "" {
 				// Two LUNs on one file would each cache and write it
 				// without knowing of the other.
 				clean := filepath.Clean(lun.Path)
@@ -183,14 +184,34 @@ func validateLUN(lun *LUN, key string, r *reporter, checkFiles bool) {
 		}
 	}
 
+	validateInquiryStrings(lun, key, r)
+
+	if lun.ThinThresholdPercent > 0 && lun.Backstore != BackstoreSparse {
+		r.add(key+".thin_threshold_percent", "only a sparse backstore is thin provisioned; %s allocates up front", lun.Backstore)
+	} else if lun.ThinThresholdPercent > 100 {
+		r.add(key+".thin_threshold_percent", "must be between 1 and 100, not %d", lun.ThinThresholdPercent)
+	}
 	switch lun.Backstore {
-	case BackstoreFile:
+	case BackstoreFile, BackstoreSparse:
 		if lun.Path == "" {
-			r.add(key+".path", "missing: a file backstore needs the path of its image")
+			r.add(key+".path", "missing: a %s backstore needs the path of its image", lun.Backstore)
 			return
 		}
 		if checkFiles {
 			checkLUNFile(lun, key, r, blockSizeOK)
+		}
+	case BackstoreBlock:
+		// The device gives the size (BLKGETSIZE64); a configured one could
+		// only disagree with it.
+		if lun.Size != 0 {
+			r.add(key+".size", "not allowed for a block backstore: the size comes from the device")
+		}
+		if lun.Path == "" {
+			r.add(key+".path", "missing: a block backstore needs the path of its device, such as /dev/sdb")
+			return
+		}
+		if checkFiles {
+			checkLUNDevice(lun, key, r)
 		}
 	case BackstoreMemory:
 		if lun.Path != "" {
@@ -226,6 +247,19 @@ func checkLUNFile(lun *LUN, key string, r *reporter, blockSizeOK bool) {
 		} else if blockSizeOK && info.Size()%int64(lun.BlockSize) != 0 {
 			r.add(key+".path", "%s is %d bytes, not a multiple of block_size %d", lun.Path, info.Size(), lun.BlockSize)
 		}
+	}
+}
+
+// checkLUNDevice checks that the path of a block LUN is a block device.
+func checkLUNDevice(lun *LUN, key string, r *reporter) {
+	info, err := os.Stat(lun.Path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		r.add(key+".path", "%s does not exist; a block backstore serves an existing device", lun.Path)
+	case err != nil:
+		r.add(key+".path", "%v", err)
+	case info.Mode()&fs.ModeDevice == 0 || info.Mode()&fs.ModeCharDevice != 0:
+		r.add(key+".path", "%s is not a block device (mode %v); use backstore = \"file\" for an image file", lun.Path, info.Mode())
 	}
 }
 

@@ -8,13 +8,16 @@ import (
 // LUN describes one [[target.lun]] table for Config.
 type LUN struct {
 	LUN        int
-	Backstore  string // "file" or "memory"
+	Backstore  string // "file", "sparse", "block" or "memory"
 	Path       string // file backstores; relative to the config file
 	Size       string // e.g. "64MiB"
 	BlockSize  int    // 512 or 4096; 0 leaves the default
-	DirectIO   bool   // file backstores only
-	WriteCache bool   // file backstores only
+	DirectIO   bool   // not for memory
+	WriteCache bool   // not for memory
 	ReadOnly   bool
+	Removable  bool // removable medium (START STOP UNIT load/eject)
+	// ThinThresholdPercent sets thin_threshold_percent (sparse only); 0 omits it.
+	ThinThresholdPercent int
 }
 
 // Config renders a one-target config that lets any initiator in, with the
@@ -28,15 +31,23 @@ func Config(iqn string, luns ...LUN) string {
 		if l.Path != "" {
 			fmt.Fprintf(&b, "  path = %q\n", l.Path)
 		}
-		fmt.Fprintf(&b, "  size = %q\n", l.Size)
+		if l.Size != "" { // "": the size of the existing image or device
+			fmt.Fprintf(&b, "  size = %q\n", l.Size)
+		}
 		if l.BlockSize != 0 {
 			fmt.Fprintf(&b, "  block_size = %d\n", l.BlockSize)
 		}
-		if l.Backstore == "file" {
+		if l.Backstore != "memory" { // file, sparse, block
 			fmt.Fprintf(&b, "  direct_io = %t\n  write_cache = %t\n", l.DirectIO, l.WriteCache)
+		}
+		if l.ThinThresholdPercent != 0 {
+			fmt.Fprintf(&b, "  thin_threshold_percent = %d\n", l.ThinThresholdPercent)
 		}
 		if l.ReadOnly {
 			b.WriteString("  read_only = true\n")
+		}
+		if l.Removable {
+			b.WriteString("  removable = true\n")
 		}
 	}
 	return b.String()

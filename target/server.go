@@ -25,6 +25,8 @@ type Server struct {
 	log *slog.Logger
 	svc *iscsi.Service
 
+	stateDir string // server.state_dir: identity, reservations
+
 	mu        sync.RWMutex
 	targets   map[string]*iscsi.Target // guarded by mu
 	portals   []iscsi.Portal           // guarded by mu
@@ -46,7 +48,7 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	s := &Server{log: log, targets: make(map[string]*iscsi.Target)}
+	s := &Server{log: log, targets: make(map[string]*iscsi.Target), stateDir: cfg.Server.StateDir}
 	ids, err := loadIdentity(cfg.Server.StateDir)
 	if err != nil {
 		return nil, err
@@ -63,7 +65,16 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 		// One portal group for now: every portal shares tag 1.
 		s.portals = append(s.portals, iscsi.Portal{Addr: addr, TPGT: 1})
 	}
-	s.svc = iscsi.NewService(s, iscsi.Options{Logger: log})
+	opts, err := fabricOptions(cfg)
+	if err != nil {
+		s.closeStores()
+		return nil, err
+	}
+	opts.Logger = log
+	s.svc = iscsi.NewService(s, opts)
+	for _, t := range s.targets {
+		s.svc.AttachTarget(t) // PREEMPT AND ABORT reaches the fabric's tasks
+	}
 	return s, nil
 }
 
@@ -93,8 +104,14 @@ func (s *Server) buildTarget(tc config.Target, ids *identity) (*iscsi.Target, er
 			BlockSize:  lc.BlockSize,
 			ReadOnly:   lc.ReadOnly,
 			WriteCache: lc.WriteCache,
+			Removable:  lc.Removable,
+			Vendor:     lc.Vendor,
+			Product:    lc.Product,
 			Serial:     serial,
 			NAA:        scsi.NewNAA(seed),
+			PRFile:     prFile(s.stateDir, scsi.NewNAA(seed)),
+			// thin_threshold_percent (provisioning.go)
+			ThinThresholdPercent: lc.ThinThresholdPercent,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("target %s lun %d: %w", tc.Name, lc.ID, err)
@@ -103,14 +120,19 @@ func (s *Server) buildTarget(tc config.Target, ids *identity) (*iscsi.Target, er
 			return nil, fmt.Errorf("target %s lun %d: %w", tc.Name, lc.ID, err)
 		}
 	}
-	allowAny := tc.AllowAnyInitiator
+	acc, err := newAccess(tc)
+	if err != nil {
+		return nil, fmt.Errorf("target %s: %w", tc.Name, err)
+	}
+	if err := dev.SetMasking(masking(tc)); err != nil {
+		return nil, fmt.Errorf("target %s: %w", tc.Name, err)
+	}
 	return &iscsi.Target{
 		Name:   tc.Name,
 		Alias:  tc.Alias,
 		Device: dev,
-		// ACLs come with access control; until then a target is open only
-		// when the config says allow_any_initiator.
-		Admit: func(string, net.Addr) bool { return allowAny },
+		Admit:  acc.admit,
+		Auth:   acc.auth,
 	}, nil
 }
 

@@ -2,6 +2,8 @@
 //
 //	blockport serve [--config FILE] [--listen ADDR]...
 //	blockport validate --config FILE
+//	blockport image create --backstore sparse|file --size SIZE [--block-size N] [--force] PATH
+//	blockport image info PATH
 //	blockport version
 //
 // Exit codes: 0 ok, 1 runtime failure, 2 usage or config error.
@@ -46,6 +48,7 @@ func main() {
 const usage = `usage:
   blockport serve [--config FILE] [--listen ADDR]...   serve targets (no config: a 1 GiB lab disk on 127.0.0.1:3260)
   blockport validate --config FILE                     check a config file
+  blockport image create|info ...                      create or describe a file or sparse image
   blockport version                                    print the version
 `
 
@@ -59,6 +62,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return serve(args[1:], stdout, stderr)
 	case "validate":
 		return validate(args[1:], stdout, stderr)
+	case "image":
+		return image(args[1:], stdout, stderr)
 	case "version", "--version", "-version":
 		printVersion(stdout)
 		return exitOK

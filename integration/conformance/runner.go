@@ -22,14 +22,18 @@ import (
 // recorded as failed, and iscsi-test-cu is started again on the tests not
 // yet reported, so one bad test does not hide the outcome of the others.
 type Runner struct {
-	Tool       string // path of iscsi-test-cu
-	Stdbuf     string // path of stdbuf to unbuffer its output, or "" to run it directly
-	URL        string // iscsi://HOST:PORT/IQN/LUN
-	Initiator1 string // -i
-	Initiator2 string // -I, for the tests that need a second I_T nexus
-	Family     string // "ALL"
-	PerTest    time.Duration
-	WorkDir    string // where test-list files for restarts are written
+	Tool       string   // path of iscsi-test-cu
+	Stdbuf     string   // path of stdbuf to unbuffer its output, or "" to run it directly
+	URL        string   // iscsi://HOST:PORT/IQN/LUN
+	Initiator1 string   // -i
+	Initiator2 string   // -I, for the tests that need a second I_T nexus
+	Family     string   // "ALL"
+	ExtraArgs  []string // more iscsi-test-cu options, e.g. --allow-sanitize
+	// Suites, if set, limits the run to the tests of these suites
+	// ("ALL.ReadOnly"), e.g. the ones that apply to a read-only LUN.
+	Suites  []string
+	PerTest time.Duration
+	WorkDir string // where test-list files for restarts are written
 	// Alive, if set, reports why the target is gone (nil while it runs).
 	// It is asked after a hang or a crash, to tell them from a dead target.
 	Alive func() error
@@ -70,6 +74,18 @@ func (r *Runner) List(ctx context.Context) ([]string, error) {
 		return nil, fmt.Errorf("%s --list: %w", r.Tool, err)
 	}
 	names := ParseList(r.Family, out)
+	if len(r.Suites) > 0 {
+		var kept []string
+		for _, n := range names {
+			for _, s := range r.Suites {
+				if strings.HasPrefix(n, s+".") {
+					kept = append(kept, n)
+					break
+				}
+			}
+		}
+		names = kept
+	}
 	if len(names) == 0 {
 		return nil, fmt.Errorf("%s --list shows no test in family %q", r.Tool, r.Family)
 	}
@@ -109,7 +125,7 @@ func (r *Runner) Run(ctx context.Context) (*Report, error) {
 			return rep, fmt.Errorf("gave up after %d runs of iscsi-test-cu; incidents: %s", maxRuns, strings.Join(rep.Incidents, "; "))
 		}
 		selection := r.Family
-		if rep.Runs > 0 {
+		if rep.Runs > 0 || len(r.Suites) > 0 {
 			// -t takes a file of test names, one a line.
 			selection = filepath.Join(r.WorkDir, fmt.Sprintf("tests-%d.txt", rep.Runs+1))
 			if err := os.WriteFile(selection, []byte(strings.Join(remaining, "\n")+"\n"), 0o644); err != nil {
@@ -209,7 +225,8 @@ func (e runEnd) String() string {
 // runOnce runs iscsi-test-cu once on a selection (-t) and returns its
 // console output, when each test started, and how it ended.
 func (r *Runner) runOnce(ctx context.Context, selection string) ([]byte, []time.Time, runEnd) {
-	args := []string{"--dataloss", "-i", r.Initiator1, "-I", r.Initiator2, "-t", selection, r.URL}
+	args := append([]string{"--dataloss"}, r.ExtraArgs...)
+	args = append(args, "-i", r.Initiator1, "-I", r.Initiator2, "-t", selection, r.URL)
 	name := r.Tool
 	if r.Stdbuf != "" {
 		// The console goes to a pipe, which stdio fully buffers: without

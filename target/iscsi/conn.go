@@ -36,6 +36,11 @@ type conn struct {
 	done     chan struct{} // closed when serve has returned
 	quitOnce sync.Once
 	closeErr atomic.Pointer[ConnError]
+	inLogin  atomic.Bool // still in the login phase (for the login guard)
+	// malformedSeen: a malformed PDU was logged; later ones are counted and
+	// logged at debug level only, so a hostile peer cannot flood the log.
+	// Owned by the reader goroutine.
+	malformedSeen bool
 
 	mu    sync.Mutex
 	tasks map[uint32]*task // by ITT; guarded by mu
@@ -126,6 +131,8 @@ func (c *conn) serve(ctx context.Context) {
 	defer close(c.done)
 	defer c.nc.Close()
 	res, err := c.login()
+	c.inLogin.Store(false)
+	c.svc.guard.loginEnded(sourceOf(c.nc.RemoteAddr()))
 	if err != nil {
 		if !errors.Is(err, io.EOF) {
 			c.log.Info("login failed", "err", err)
@@ -197,8 +204,9 @@ func (c *conn) readLoop(ctx context.Context) error {
 		hdr, err := c.r.ReadHeader()
 		if err != nil {
 			var de *DigestError
-			if errors.As(err, &de) {
-				c.log.Warn("header digest error, closing connection", "err", err)
+			var pe *ProtocolError
+			if errors.As(err, &de) || errors.As(err, &pe) {
+				c.noteMalformed("closing connection", err.Error())
 			}
 			return err
 		}
@@ -208,10 +216,10 @@ func (c *conn) readLoop(ctx context.Context) error {
 			var ce *ConnError
 			switch {
 			case errors.As(err, &rej):
-				c.log.Warn("reject", "reason", rej.Reason, "why", rej.Why)
+				c.noteMalformed("reject", rej.Why)
 				c.sendReject(rej)
 			case errors.As(err, &ce):
-				c.log.Warn("closing connection", "why", ce.Reason)
+				c.noteMalformed("closing connection", ce.Reason)
 				return err
 			default:
 				return err
@@ -561,4 +569,17 @@ func (c *conn) handleLogout(h *BHS) error {
 		c.send(p)
 	})
 	return nil
+}
+
+// noteMalformed counts a PDU answered with a Reject or a closed connection
+// and logs it; the peer address is in c.log. Only the first of a connection
+// is logged above debug level.
+func (c *conn) noteMalformed(action, why string) {
+	c.svc.malformed.Add(1)
+	if c.malformedSeen {
+		c.log.Debug("malformed PDU", "action", action, "why", why)
+		return
+	}
+	c.malformedSeen = true
+	c.log.Warn("malformed PDU", "action", action, "why", why)
 }

@@ -43,6 +43,13 @@ type fabric struct {
 
 func startFabric(t *testing.T, opts Options) *fabric {
 	t.Helper()
+	return startFabricWith(t, opts, nil)
+}
+
+// startFabricWith lets a test adjust the target (Admit, Auth) before the
+// service starts.
+func startFabricWith(t *testing.T, opts Options, adjust func(*Target)) *fabric {
+	t.Helper()
 	store, err := backstore.Open(backstore.Options{Kind: "memory", Size: 8 << 20, BlockSize: 512})
 	if err != nil {
 		t.Fatal(err)
@@ -62,6 +69,9 @@ func startFabric(t *testing.T, opts Options) *fabric {
 	reg := &testRegistry{
 		target:  &Target{Name: testTarget, Alias: "test", Device: dev, Admit: func(string, net.Addr) bool { return true }},
 		portals: []Portal{{Addr: ln.Addr().String(), TPGT: 1}},
+	}
+	if adjust != nil {
+		adjust(reg.target)
 	}
 	svc := NewService(reg, opts)
 	ctx, cancel := context.WithCancel(context.Background())

@@ -69,7 +69,9 @@ type loginState struct {
 	sessTypeSet bool
 	target      *Target
 	authDone    bool
-	declared    bool // the target's own declarations were sent
+	auth        AuthPolicy    // what this initiator must prove; set with the target
+	chap        *chapExchange // the CHAP exchange under way, if AuthMethod=CHAP
+	declared    bool          // the target's own declarations were sent
 	neg         *Negotiation
 	pending     []byte // text of a request split with the C bit
 	seenKeys    map[string]bool
@@ -96,12 +98,19 @@ func (c *conn) login() (*loginResult, error) {
 	for {
 		pdu, err := c.r.ReadPDU()
 		if err != nil {
+			var de *DigestError
+			var pe *ProtocolError
+			if errors.As(err, &de) || errors.As(err, &pe) {
+				c.svc.malformed.Add(1)
+				c.svc.guard.failed(sourceOf(c.nc.RemoteAddr()))
+			}
 			return nil, fmt.Errorf("login: read: %w", err)
 		}
 		if pdu.Header.Opcode() != OpLoginRequest {
 			// RFC 7143 6.3: only Login PDUs may be exchanged in the login phase.
 			lerr := loginErrorf(loginClassInitiatorErr, loginDetailInvalidDuringLogin,
 				"%v PDU during login", pdu.Header.Opcode())
+			c.slowFailure()
 			c.sendLoginFailure(st, pdu.Header.ITT(), lerr)
 			return nil, lerr
 		}
@@ -110,11 +119,13 @@ func (c *conn) login() (*loginResult, error) {
 		if err != nil {
 			var lerr *LoginError
 			if errors.As(err, &lerr) {
+				c.slowFailure()
 				c.sendLoginFailure(st, req.ITT, lerr)
 			}
 			return nil, err
 		}
 		if done {
+			c.svc.guard.succeeded(sourceOf(c.nc.RemoteAddr()))
 			return &loginResult{state: st, params: st.neg.Params()}, nil
 		}
 	}
@@ -175,12 +186,20 @@ func (c *conn) loginStep(st *loginState, req *LoginRequest, data []byte) (done b
 			return false, loginErrorf(loginClassInitiatorErr, loginDetailInitiatorError,
 				"transition from %v to %v", st.stage, nsg)
 		}
-		if st.stage == stageSecurity && !st.authDone {
-			// No AuthMethod was negotiated. Blockport requires no
-			// authentication yet, which is what AuthMethod=None means.
-			st.authDone = true
-		}
 		transit, next = true, nsg
+		if st.stage == stageSecurity && !st.authDone {
+			switch {
+			case st.chap != nil:
+				// RFC 7143 6.3: the target answers T=0 while the
+				// exchange it needs is still under way.
+				transit, next = false, st.stage
+			case st.auth.CHAP != nil:
+				return false, authFailure("leaving the security stage without authenticating")
+			default:
+				// No authentication needed: what AuthMethod=None means.
+				st.authDone = true
+			}
+		}
 	}
 	// The target declares its own limits (MaxRecvDataSegmentLength...) once,
 	// in the operational stage or on the jump to full feature.
@@ -207,13 +226,20 @@ func (c *conn) loginStep(st *loginState, req *LoginRequest, data []byte) (done b
 func (c *conn) loginKeys(st *loginState, kvs []KeyValue) ([]KeyValue, error) {
 	var answers, ops []KeyValue
 	first := st.neg == nil
+	authMethod, hasAuthMethod := "", false
+	chapKeys := map[string]string{}
 	for _, kv := range kvs {
 		switch kv.Key {
 		case "InitiatorName", "InitiatorAlias", "TargetName", "SessionType":
 			// Declarations of the leading login request (RFC 7143 13.4-13.6, 13.21).
 			if st.seenKeys[kv.Key] {
+				// Some initiators (libiscsi with CHAP) repeat their
+				// declarations in every security PDU; only a change is an error.
+				if st.declaredValue(kv.Key) == kv.Value {
+					continue
+				}
 				return nil, loginErrorf(loginClassInitiatorErr, loginDetailInitiatorError,
-					"key %s sent twice", kv.Key)
+					"key %s sent twice with different values", kv.Key)
 			}
 			st.seenKeys[kv.Key] = true
 			switch kv.Key {
@@ -240,25 +266,18 @@ func (c *conn) loginKeys(st *loginState, kvs []KeyValue) ([]KeyValue, error) {
 				return nil, loginErrorf(loginClassInitiatorErr, loginDetailInitiatorError,
 					"AuthMethod outside the security stage")
 			}
-			// RFC 7143 12.1: the target picks the first method it supports from
-			// the initiator's list. Blockport offers None until CHAP lands.
-			chosen := ""
-			for _, m := range strings.Split(kv.Value, ",") {
-				if m == "None" {
-					chosen = m
-					break
-				}
+			if hasAuthMethod || st.chap != nil || st.authDone {
+				return nil, authFailure("AuthMethod negotiated twice")
 			}
-			if chosen == "" {
-				return nil, loginErrorf(loginClassInitiatorErr, loginDetailAuthFailure,
-					"no supported AuthMethod in %q", kv.Value)
-			}
-			st.authDone = true
-			answers = append(answers, KeyValue{Key: "AuthMethod", Value: chosen})
+			// Settled below, once the target and so the policy are known.
+			authMethod, hasAuthMethod = kv.Value, true
 		default:
 			if strings.HasPrefix(kv.Key, "CHAP_") {
-				return nil, loginErrorf(loginClassInitiatorErr, loginDetailAuthFailure,
-					"%s without CHAP negotiated", kv.Key)
+				if st.stage != stageSecurity || st.chap == nil && !hasAuthMethod {
+					return nil, authFailure("%s without CHAP negotiated", kv.Key)
+				}
+				chapKeys[kv.Key] = kv.Value
+				continue
 			}
 			ops = append(ops, kv)
 		}
@@ -281,6 +300,16 @@ func (c *conn) loginKeys(st *loginState, kvs []KeyValue) ([]KeyValue, error) {
 					"initiator %q may not log in to %q", st.initiator, st.targetName)
 			}
 			st.target = t
+			if t.Auth != nil {
+				st.auth = t.Auth(st.initiator)
+			}
+		} else {
+			st.auth = c.svc.opts.DiscoveryAuth
+		}
+		if st.auth.CHAP != nil && st.stage != stageSecurity {
+			// RFC 7143 6.3: a login that starts in the operational stage
+			// skips authentication, which this target requires.
+			return nil, authFailure("login skips the security stage; CHAP is required")
 		}
 		if st.tsih != 0 {
 			// Blockport runs one connection per session: a login naming an
@@ -301,6 +330,30 @@ func (c *conn) loginKeys(st *loginState, kvs []KeyValue) ([]KeyValue, error) {
 				answers = append(answers, KeyValue{Key: "TargetAlias", Value: st.target.Alias})
 			}
 		}
+	}
+	if hasAuthMethod {
+		chosen, err := chooseAuthMethod(authMethod, st.auth)
+		if err != nil {
+			return nil, err
+		}
+		answers = append(answers, KeyValue{Key: "AuthMethod", Value: chosen})
+		if chosen == "CHAP" {
+			st.chap = &chapExchange{policy: st.auth}
+		} else {
+			st.authDone = true
+		}
+	}
+	if st.chap != nil && !st.authDone {
+		chapAnswers, err := st.chap.step(chapKeys)
+		if err != nil {
+			return nil, err
+		}
+		answers = append(answers, chapAnswers...)
+		if st.chap.phase == chapDone {
+			st.authDone = true
+		}
+	} else if len(chapKeys) > 0 {
+		return nil, authFailure("CHAP keys after authentication finished")
 	}
 	opAnswers, err := st.neg.Offer(ops)
 	if err != nil {
@@ -330,9 +383,9 @@ func (c *conn) finishLogin(st *loginState) error {
 		since:  time.Now(),
 		conn:   c,
 	}
-	old, ok := c.svc.register(key, sess)
-	if !ok {
-		return loginErrorf(loginClassTargetErr, loginDetailServiceUnavailable, "server is shutting down")
+	old, err := c.svc.register(key, sess)
+	if err != nil {
+		return err
 	}
 	if old != nil {
 		// RFC 7143 6.3.5: session reinstatement ends the old session (and its
@@ -387,4 +440,53 @@ func (c *conn) sendLoginFailure(st *loginState, itt uint32, lerr *LoginError) {
 	if err := c.w.WritePDU(&h, nil); err != nil {
 		c.log.Debug("login failure response not sent", "err", err)
 	}
+}
+
+// chooseAuthMethod answers AuthMethod (RFC 7143 12.1): the first method of
+// the initiator's list that the target accepts. With CHAP required that is
+// CHAP only; otherwise None only (there are no credentials to check).
+func chooseAuthMethod(offer string, policy AuthPolicy) (string, error) {
+	want := "None"
+	if policy.CHAP != nil {
+		want = "CHAP"
+	}
+	for _, m := range strings.Split(offer, ",") {
+		if m == want {
+			return m, nil
+		}
+	}
+	return "", authFailure("AuthMethod=%q does not offer %s", offer, want)
+}
+
+// slowFailure counts a failed login and holds its answer back for the
+// source's current delay (see loginGuard), within the login deadline.
+func (c *conn) slowFailure() {
+	d := c.svc.guard.failed(sourceOf(c.nc.RemoteAddr()))
+	if d <= 0 {
+		return
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-c.quit:
+	}
+}
+
+// declaredValue is the value a leading-login declaration was given.
+func (st *loginState) declaredValue(key string) string {
+	switch key {
+	case "InitiatorName":
+		return st.initiator
+	case "InitiatorAlias":
+		return st.alias
+	case "TargetName":
+		return st.targetName
+	case "SessionType":
+		if st.sessType == sessionDiscovery {
+			return "Discovery"
+		}
+		return "Normal"
+	}
+	return ""
 }

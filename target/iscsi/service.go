@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/blockport/blockport/target/scsi"
@@ -19,6 +20,9 @@ type Target struct {
 	// Admit reports whether an initiator may log in to this target
 	// (ACLs live in the core; the fabric only asks).
 	Admit func(initiator string, remote net.Addr) bool
+	// Auth tells what an admitted initiator must prove (CHAP); nil or a
+	// zero AuthPolicy means nothing.
+	Auth func(initiator string) AuthPolicy
 }
 
 // Portal is one network portal with its target portal group tag.
@@ -41,7 +45,17 @@ type Options struct {
 	NopInterval  time.Duration // idle time before the target pings the initiator
 	NopTimeout   time.Duration // time the initiator has to answer a ping
 	QueueDepth   uint32        // commands a session may have outstanding (CmdSN window)
-	Logger       *slog.Logger
+	// DiscoveryAuth is what a discovery session must prove.
+	DiscoveryAuth AuthPolicy
+	// MaxSessionsPerTarget bounds the normal sessions of one target.
+	MaxSessionsPerTarget int
+	// MaxConnections bounds the connections of the whole service, logins
+	// included; MaxLoginsPerSource bounds the connections of one source
+	// address that have not finished login, so a flood from one address
+	// cannot use up MaxConnections.
+	MaxConnections     int
+	MaxLoginsPerSource int
+	Logger             *slog.Logger
 }
 
 const (
@@ -64,6 +78,9 @@ type Service struct {
 	conns    map[*conn]struct{}      // guarded by mu
 	closing  bool                    // guarded by mu
 	wg       sync.WaitGroup
+
+	guard     *loginGuard
+	malformed atomic.Uint64 // PDUs rejected or that closed a connection
 }
 
 // sessionKey identifies a session for reinstatement: RFC 7143 4.4.3, the
@@ -92,6 +109,15 @@ func NewService(reg Registry, opts Options) *Service {
 	if opts.QueueDepth == 0 {
 		opts.QueueDepth = defaultQueueDepth
 	}
+	if opts.MaxSessionsPerTarget <= 0 {
+		opts.MaxSessionsPerTarget = defaultMaxSessions
+	}
+	if opts.MaxConnections <= 0 {
+		opts.MaxConnections = defaultMaxConnections
+	}
+	if opts.MaxLoginsPerSource <= 0 {
+		opts.MaxLoginsPerSource = defaultMaxLoginsPerSource
+	}
 	log := opts.Logger
 	if log == nil {
 		log = slog.Default()
@@ -104,13 +130,24 @@ func NewService(reg Registry, opts Options) *Service {
 		byTSIH:   make(map[uint16]*Session),
 		nextTSIH: 1,
 		conns:    make(map[*conn]struct{}),
+		guard:    newLoginGuard(),
 	}
 }
 
 // ServeConn runs one connection until it ends. tpgt is the portal group of
 // the portal that accepted it.
 func (s *Service) ServeConn(ctx context.Context, nc net.Conn, tpgt uint16) {
+	src := sourceOf(nc.RemoteAddr())
+	if !s.guard.admit(src, s.opts.MaxConnections, s.opts.MaxLoginsPerSource) {
+		// Over a limit: close at once, before reading anything, and say
+		// so only at debug level (a flood would flood the log).
+		s.log.Debug("connection refused by a limit", "remote", nc.RemoteAddr().String())
+		nc.Close()
+		return
+	}
 	c := newConn(s, nc, tpgt)
+	c.inLogin.Store(true)
+	defer func() { s.guard.closed(src, c.inLogin.Load()) }()
 	s.mu.Lock()
 	if s.closing {
 		s.mu.Unlock()
@@ -200,13 +237,25 @@ func (s *Service) Sessions() []SessionInfo {
 
 // register installs a new session, reinstating (closing) an old one with the
 // same key: RFC 7143 6.3.5, session reinstatement.
-func (s *Service) register(key sessionKey, sess *Session) (old *Session, ok bool) {
+func (s *Service) register(key sessionKey, sess *Session) (old *Session, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closing {
-		return nil, false
+		return nil, loginErrorf(loginClassTargetErr, loginDetailServiceUnavailable, "server is shutting down")
 	}
 	old = s.sessions[key]
+	if old == nil {
+		n := 0
+		for k := range s.sessions {
+			if k.target == key.target {
+				n++
+			}
+		}
+		if n >= s.opts.MaxSessionsPerTarget {
+			return nil, loginErrorf(loginClassTargetErr, loginDetailOutOfResources,
+				"target %s has %d sessions, the limit", key.target, n)
+		}
+	}
 	if old != nil {
 		delete(s.byTSIH, old.tsih)
 	}
@@ -223,7 +272,7 @@ func (s *Service) register(key sessionKey, sess *Session) (old *Session, ok bool
 	}
 	s.sessions[key] = sess
 	s.byTSIH[sess.tsih] = sess
-	return old, true
+	return old, nil
 }
 
 func (s *Service) unregister(key sessionKey, sess *Session) {

@@ -19,8 +19,10 @@ const MaxLUN = 0x3FFF
 type Device struct {
 	name string
 
-	mu  sync.RWMutex
-	lus map[uint64]*LU // guarded by mu
+	mu      sync.RWMutex
+	lus     map[uint64]*LU   // guarded by mu
+	masking *compiledMasking // nil: every initiator sees every LUN; guarded by mu
+	aborter taskAborterSlot  // PREEMPT AND ABORT reaches the fabric through it (pr.go)
 }
 
 // NewDevice returns a device with no logical units. name is used in messages.
@@ -97,9 +99,8 @@ func (d *Device) LU(lun uint64) *LU {
 // command that names other LUNs (EXTENDED COPY...) resolve through it, so
 // LUN masking applies to all of them.
 func (d *Device) luFor(n *Nexus, lun uint64) *LU {
-	d.mu.RLock()
-	defer d.mu.RUnlock()
-	return d.lus[lun]
+	lu, _ := d.resolve(n, lun)
+	return lu
 }
 
 // Prepare resolves the LU and decodes the CDB: it sets cmd.Dir and
@@ -117,7 +118,8 @@ func (d *Device) Prepare(cmd *Command) error {
 	if len(cmd.CDB) == 0 {
 		return sense.InvalidOpcode()
 	}
-	lu := d.luFor(cmd.Nexus, cmd.LUN)
+	lu, readOnlyMapping := d.resolve(cmd.Nexus, cmd.LUN)
+	cmd.readOnly = lu != nil && (readOnlyMapping || lu.cfg.ReadOnly || lu.modes.writeProtect())
 
 	op, err := lookupOp(cmd.CDB)
 	if lu == nil && (op == nil || !op.anyLUN) {
@@ -144,6 +146,10 @@ func (d *Device) Prepare(cmd *Command) error {
 				return lu.senseErr(ua)
 			}
 		}
+		// SPC-5 5.14.1: then the reservation rules (pr.go).
+		if err := lu.checkReservation(cmd, op); err != nil {
+			return err
+		}
 	}
 	// SAM-5: Blockport supports no ACA, so NACA=1 in the CONTROL byte is
 	// an invalid field.
@@ -152,6 +158,13 @@ func (d *Device) Prepare(cmd *Command) error {
 	}
 	if err := op.parse(lu, cmd); err != nil {
 		return lu.senseErr(err)
+	}
+	if lu != nil {
+		// SAM-5: after the unit attention, a logical unit that cannot
+		// run the command now (no medium, sanitize) says NOT READY.
+		if err := lu.readyFor(op); err != nil {
+			return lu.senseErr(err)
+		}
 	}
 	if op.blockIO {
 		if err := lu.checkBlockIO(cmd); err != nil {
@@ -170,7 +183,7 @@ func (lu *LU) checkBlockIO(cmd *Command) error {
 	if a.lba > lu.blocks || uint64(a.blocks) > lu.blocks-a.lba {
 		return sense.LBAOutOfRange()
 	}
-	if cmd.op.writes && lu.cfg.ReadOnly {
+	if cmd.op.writes && cmd.readOnly {
 		return sense.WriteProtected()
 	}
 	// SBC-4 (Block Limits VPD): a transfer over the advertised
@@ -200,9 +213,8 @@ func (lu *LU) senseErr(err error) error {
 	return err
 }
 
-// descSense reports the control mode page D_SENSE bit. Blockport keeps it
-// 0 (not changeable) until MODE SELECT is implemented.
-func (lu *LU) descSense() bool { return false }
+// descSense reports the control mode page D_SENSE bit (MODE SELECT).
+func (lu *LU) descSense() bool { return lu.modes.descSense() }
 
 // Execute runs a prepared command. For data-in commands it returns the
 // number of bytes produced in cmd.Data (possibly less than TransferLength,
@@ -226,11 +238,13 @@ func (d *Device) Execute(ctx context.Context, cmd *Command) (int, error) {
 // nexus, the requesting one included, gets UNIT ATTENTION / BUS DEVICE
 // RESET FUNCTION OCCURRED (SAM-5). The fabric aborts the tasks.
 func (d *Device) LUNReset(n *Nexus, lun uint64) error {
-	lu := d.LU(lun)
+	lu := d.luFor(n, lun)
 	if lu == nil {
 		return sense.LUNotSupported()
 	}
 	lu.ua.establish(sense.BusDeviceResetOccurred, nil)
+	lu.media.allow(nil)
+	lu.pr.Reset() // releases a SCSI-2 reservation, not persistent ones
 	return nil
 }
 
@@ -243,6 +257,8 @@ func (d *Device) TargetReset(n *Nexus) {
 	defer d.mu.RUnlock()
 	for _, lu := range d.lus {
 		lu.ua.establish(sense.ResetOccurred, nil)
+		lu.media.allow(nil)
+		lu.pr.Reset()
 	}
 }
 
@@ -257,5 +273,7 @@ func (d *Device) NexusLoss(n *Nexus) {
 	defer d.mu.RUnlock()
 	for _, lu := range d.lus {
 		lu.ua.forget(*n)
+		lu.media.allow(n)
+		lu.pr.NexusLoss(prNexus(n))
 	}
 }

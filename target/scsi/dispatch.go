@@ -3,6 +3,7 @@ package scsi
 import (
 	"context"
 
+	"github.com/blockport/blockport/target/scsi/pr"
 	"github.com/blockport/blockport/target/scsi/sense"
 )
 
@@ -58,6 +59,9 @@ type opDesc struct {
 
 	anyLUN bool // runs on a LUN with no LU (INQUIRY, REPORT LUNS, REQUEST SENSE)
 	noUA   bool // does not report or clear a pending unit attention
+	// noMedium commands run on a removable LU whose medium is ejected
+	// (START STOP UNIT, MODE SENSE...); the others get MEDIUM NOT PRESENT.
+	noMedium bool
 	// blockIO commands fill args.lba/blocks; Prepare then checks the range,
 	// write protection, the maximum transfer length and short data-out.
 	blockIO bool
@@ -100,12 +104,24 @@ var ops = []*opDesc{
 	{name: "INQUIRY", op: opInquiry, cdbLen: 6, anyLUN: true, noUA: true,
 		usage: []byte{0x12, 0x01, 0xFF, 0xFF, 0xFF, 0x00},
 		parse: parseInquiry, exec: execInquiry},
-	{name: "MODE SENSE(6)", op: opModeSense6, cdbLen: 6,
+	{name: "RESERVE(6)", op: opReserve6, cdbLen: 6, // pr.go
+		usage: []byte{opReserve6, 0x00, 0x00, 0x00, 0x00, 0x00},
+		parse: parseReserveRelease, exec: execReserve},
+	{name: "RELEASE(6)", op: opRelease6, cdbLen: 6,
+		usage: []byte{opRelease6, 0x00, 0x00, 0x00, 0x00, 0x00},
+		parse: parseReserveRelease, exec: execRelease},
+	{name: "MODE SELECT(6)", op: opModeSelect6, cdbLen: 6, noMedium: true,
+		usage: []byte{0x15, 0x10, 0x00, 0x00, 0xFF, 0x00},
+		parse: parseModeSelect, exec: execModeSelect},
+	{name: "MODE SENSE(6)", op: opModeSense6, cdbLen: 6, noMedium: true,
 		usage: []byte{0x1A, 0x08, 0xFF, 0xFF, 0xFF, 0x00},
 		parse: parseModeSense, exec: execModeSense},
-	{name: "START STOP UNIT", op: opStartStopUnit, cdbLen: 6,
+	{name: "START STOP UNIT", op: opStartStopUnit, cdbLen: 6, noMedium: true,
 		usage: []byte{0x1B, 0x01, 0x00, 0x0F, 0xF7, 0x00},
 		parse: parseStartStopUnit, exec: execStartStopUnit},
+	{name: "PREVENT ALLOW MEDIUM REMOVAL", op: opPreventAllow, cdbLen: 6, noMedium: true,
+		usage: []byte{0x1E, 0x00, 0x00, 0x00, 0x03, 0x00},
+		parse: parsePreventAllow, exec: execPreventAllow},
 	{name: "READ CAPACITY(10)", op: opReadCapacity10, cdbLen: 10,
 		usage: []byte{0x25, 0x00, 0xFF, 0xFF, 0xFF, 0xFF, 0x00, 0x00, 0x01, 0x00},
 		parse: parseReadCapacity10, exec: execReadCapacity10},
@@ -127,15 +143,54 @@ var ops = []*opDesc{
 	{name: "SYNCHRONIZE CACHE(10)", op: opSynchronizeCache10, cdbLen: 10, blockIO: true,
 		usage: []byte{0x35, 0x02, 0xFF, 0xFF, 0xFF, 0xFF, 0x00, 0xFF, 0xFF, 0x00},
 		parse: parseSyncOrPrefetch, exec: execSynchronizeCache},
-	{name: "MODE SENSE(10)", op: opModeSense10, cdbLen: 10,
+	{name: "RESERVE(10)", op: opReserve10, cdbLen: 10, // pr.go
+		usage: []byte{opReserve10, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00},
+		parse: parseReserveRelease, exec: execReserve},
+	{name: "RELEASE(10)", op: opRelease10, cdbLen: 10,
+		usage: []byte{opRelease10, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00},
+		parse: parseReserveRelease, exec: execRelease},
+	{name: "READ DEFECT DATA(10)", op: opReadDefectData10, cdbLen: 10,
+		usage: []byte{0x37, 0x00, 0x1F, 0x00, 0x00, 0x00, 0x00, 0xFF, 0xFF, 0x00},
+		parse: parseReadDefectData, exec: execReadDefectData},
+	{name: "WRITE SAME(10)", op: opWriteSame10, cdbLen: 10, blockIO: true, writes: true, // provisioning.go
+		usage: []byte{0x41, 0x18, 0xFF, 0xFF, 0xFF, 0xFF, 0x00, 0xFF, 0xFF, 0x00},
+		parse: parseWriteSame, exec: execWriteSame},
+	{name: "UNMAP", op: opUnmap, cdbLen: 10, blockIO: true, writes: true, // block I/O with no LBA range in the CDB
+		usage: []byte{0x42, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0xFF, 0xFF, 0x00},
+		parse: parseUnmap, exec: execUnmap},
+	{name: "LOG SENSE", op: opLogSense, cdbLen: 10, noMedium: true,
+		usage: []byte{0x4D, 0x01, 0xFF, 0xFF, 0x00, 0xFF, 0xFF, 0xFF, 0xFF, 0x00},
+		parse: parseLogSense, exec: execLogSense},
+	{name: "MODE SELECT(10)", op: opModeSelect10, cdbLen: 10, noMedium: true,
+		usage: []byte{0x55, 0x10, 0x00, 0x00, 0x00, 0x00, 0x00, 0xFF, 0xFF, 0x00},
+		parse: parseModeSelect, exec: execModeSelect},
+	{name: "MODE SENSE(10)", op: opModeSense10, cdbLen: 10, noMedium: true,
 		usage: []byte{0x5A, 0x18, 0xFF, 0xFF, 0x00, 0x00, 0x00, 0xFF, 0xFF, 0x00},
 		parse: parseModeSense, exec: execModeSense},
+	prInOp(pr.ReadKeys, "PERSISTENT RESERVE IN(READ KEYS)"), // pr.go
+	prInOp(pr.ReadReservation, "PERSISTENT RESERVE IN(READ RESERVATION)"),
+	prInOp(pr.ReportCapabilities, "PERSISTENT RESERVE IN(REPORT CAPABILITIES)"),
+	prInOp(pr.ReadFullStatus, "PERSISTENT RESERVE IN(READ FULL STATUS)"),
+	prOutOp(uint16(pr.Register), "PERSISTENT RESERVE OUT(REGISTER)"),
+	prOutOp(uint16(pr.Reserve), "PERSISTENT RESERVE OUT(RESERVE)"),
+	prOutOp(uint16(pr.Release), "PERSISTENT RESERVE OUT(RELEASE)"),
+	prOutOp(uint16(pr.Clear), "PERSISTENT RESERVE OUT(CLEAR)"),
+	prOutOp(uint16(pr.Preempt), "PERSISTENT RESERVE OUT(PREEMPT)"),
+	prOutOp(uint16(pr.PreemptAndAbort), "PERSISTENT RESERVE OUT(PREEMPT AND ABORT)"),
+	prOutOp(uint16(pr.RegisterAndIgnore), "PERSISTENT RESERVE OUT(REGISTER AND IGNORE EXISTING KEY)"),
+	prOutOp(uint16(pr.RegisterAndMove), "PERSISTENT RESERVE OUT(REGISTER AND MOVE)"),
 	{name: "READ(16)", op: opRead16, cdbLen: 16, blockIO: true, xferLenAt: 10,
 		usage: []byte{0x88, 0x18, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x00, 0x00},
 		parse: parseRW16, exec: execRead},
+	{name: "COMPARE AND WRITE", op: opCompareAndWrite, cdbLen: 16, blockIO: true, writes: true,
+		usage: []byte{0x89, 0x18, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x00, 0x00, 0x00, 0xFF, 0x00, 0x00},
+		parse: parseCompareAndWrite, exec: execCompareAndWrite},
 	{name: "WRITE(16)", op: opWrite16, cdbLen: 16, blockIO: true, writes: true, xferLenAt: 10, partialDataOK: true,
 		usage: []byte{0x8A, 0x18, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x00, 0x00},
 		parse: parseRW16, exec: execWrite},
+	{name: "ORWRITE(16)", op: opOrWrite16, cdbLen: 16, blockIO: true, writes: true, xferLenAt: 10, partialDataOK: true,
+		usage: []byte{0x8B, 0x1A, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x00, 0x00},
+		parse: parseOrWrite16, exec: execOrWrite},
 	{name: "WRITE AND VERIFY(16)", op: opWriteAndVerify16, cdbLen: 16, blockIO: true, writes: true, xferLenAt: 10, partialDataOK: true,
 		usage: []byte{0x8E, 0x16, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x00, 0x00},
 		parse: parseWriteAndVerify, exec: execWriteAndVerify},
@@ -148,15 +203,27 @@ var ops = []*opDesc{
 	{name: "SYNCHRONIZE CACHE(16)", op: opSynchronizeCache16, cdbLen: 16, blockIO: true,
 		usage: []byte{0x91, 0x02, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x00, 0x00},
 		parse: parseSyncOrPrefetch, exec: execSynchronizeCache},
+	{name: "WRITE SAME(16)", op: opWriteSame16, cdbLen: 16, blockIO: true, writes: true, // provisioning.go
+		usage: []byte{0x93, 0x19, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x00, 0x00},
+		parse: parseWriteSame, exec: execWriteSame},
+	{name: "WRITE ATOMIC(16)", op: opWriteAtomic16, cdbLen: 16, blockIO: true, writes: true,
+		usage: []byte{0x9C, 0x18, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x00, 0x00, 0xFF, 0xFF, 0x00, 0x00},
+		parse: parseWriteAtomic16, exec: execWriteAtomic},
 	{name: "READ CAPACITY(16)", op: opServiceActionIn16, sa: saReadCapacity16, hasSA: true, cdbLen: 16,
 		usage: []byte{0x9E, saReadCapacity16, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0xFF, 0xFF, 0xFF, 0xFF, 0x00, 0x00},
 		parse: parseReadCapacity16, exec: execReadCapacity16},
+	{name: "GET LBA STATUS", op: opServiceActionIn16, sa: saGetLBAStatus, hasSA: true, cdbLen: 16, // provisioning.go
+		usage: []byte{0x9E, saGetLBAStatus, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x00, 0x00},
+		parse: parseGetLBAStatus, exec: execGetLBAStatus},
 	{name: "REPORT LUNS", op: opReportLUNs, cdbLen: 12, anyLUN: true, noUA: true,
 		usage: []byte{0xA0, 0x00, 0xFF, 0x00, 0x00, 0x00, 0xFF, 0xFF, 0xFF, 0xFF, 0x00, 0x00},
 		parse: parseReportLUNs, exec: execReportLUNs},
-	{name: "REPORT SUPPORTED OPERATION CODES", op: opMaintenanceIn, sa: saReportSupportedOps, hasSA: true, cdbLen: 12,
+	{name: "REPORT SUPPORTED OPERATION CODES", op: opMaintenanceIn, sa: saReportSupportedOps, hasSA: true, cdbLen: 12, noMedium: true,
 		usage: []byte{0xA3, saReportSupportedOps, 0x87, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x00, 0x00},
 		parse: parseReportSupportedOps, exec: execReportSupportedOps},
+	{name: "REPORT SUPPORTED TASK MANAGEMENT FUNCTIONS", op: opMaintenanceIn, sa: saReportSupportedTM, hasSA: true, cdbLen: 12, noMedium: true,
+		usage: []byte{0xA3, saReportSupportedTM, 0x80, 0x00, 0x00, 0x00, 0xFF, 0xFF, 0xFF, 0xFF, 0x00, 0x00},
+		parse: parseReportSupportedTMFs, exec: execReportSupportedTMFs},
 	{name: "READ(12)", op: opRead12, cdbLen: 12, blockIO: true, xferLenAt: 6,
 		usage: []byte{0xA8, 0x18, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x00, 0x00},
 		parse: parseRW12, exec: execRead},
@@ -169,6 +236,9 @@ var ops = []*opDesc{
 	{name: "VERIFY(12)", op: opVerify12, cdbLen: 12, blockIO: true, xferLenAt: 6,
 		usage: []byte{0xAF, 0x16, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x00, 0x00},
 		parse: parseVerify, exec: execVerify},
+	{name: "READ DEFECT DATA(12)", op: opReadDefectData12, cdbLen: 12,
+		usage: []byte{0xB7, 0x1F, 0x00, 0x00, 0x00, 0x00, 0xFF, 0xFF, 0xFF, 0xFF, 0x00, 0x00},
+		parse: parseReadDefectData, exec: execReadDefectData},
 }
 
 // supportedOps is ops, for REPORT SUPPORTED OPERATION CODES; set in init

@@ -8,6 +8,7 @@ import (
 	"math/bits"
 
 	"github.com/blockport/blockport/backstore"
+	"github.com/blockport/blockport/target/scsi/pr"
 )
 
 // LUConfig describes one logical unit.
@@ -15,14 +16,26 @@ type LUConfig struct {
 	Backstore  backstore.Backstore
 	BlockSize  uint32 // 512 or 4096 (0 means 512)
 	ReadOnly   bool
-	WriteCache bool   // reported as WCE in the caching mode page
-	Vendor     string // default "BLOCKPRT" (8 chars, space padded in INQUIRY)
-	Product    string // default "Blockport Disk" (16)
-	Revision   string // default "0001"
-	Serial     string // VPD 0x80; default: the NAA designator in hex
+	WriteCache bool // reported as WCE in the caching mode page
+	// Removable makes a removable medium LU (RMB=1): START STOP UNIT
+	// loads and ejects it, PREVENT ALLOW MEDIUM REMOVAL locks it in.
+	Removable bool
+	// ThinThresholdPercent (1..100, 0 = off) raises THIN PROVISIONING SOFT
+	// THRESHOLD REACHED when a thin LU's storage crosses that share of its
+	// capacity (provisioning.go).
+	ThinThresholdPercent uint8
+
+	Vendor   string // default "BLOCKPRT" (8 chars, space padded in INQUIRY)
+	Product  string // default "Blockport Disk" (16)
+	Revision string // default "0001"
+	Serial   string // VPD 0x80; default: the NAA designator in hex
 	// NAA is the NAA IEEE Registered Extended (type 6) designator for VPD
 	// 0x83. The caller derives it stably across restarts, e.g. with NewNAA.
 	NAA [16]byte
+	// PRFile is where the LU's persistent reservation state is kept when
+	// an initiator sets APTPL (pr.go); "" keeps it in memory only. The
+	// caller names it by the NAA designator so it follows the LU's identity.
+	PRFile string
 }
 
 // Defaults for LUConfig's identification strings.
@@ -54,6 +67,12 @@ type LU struct {
 	vpd        map[uint8][]byte // VPD pages by page code, prebuilt
 
 	ua uaTable
+	pr *pr.State // reservations (pr.go)
+
+	locks lbaLocker    // LBA range locks (lbalock.go)
+	media mediaState   // removable medium and PREVENT ALLOW state (removable.go)
+	modes modeState    // MODE SELECT changeable parameters (modeselect.go)
+	prov  provisioning // thin provisioning capabilities (provisioning.go)
 }
 
 // NewLU validates cfg, fills defaults and builds the LU's fixed responses.
@@ -113,6 +132,13 @@ func NewLU(cfg LUConfig) (*LU, error) {
 		maxXfer:    maxTransferBytes / cfg.BlockSize,
 	}
 	lu.ua.init()
+	prState, err := pr.New(cfg.PRFile)
+	if err != nil {
+		return nil, err
+	}
+	lu.pr = prState
+	lu.modes.init(cfg.WriteCache)
+	lu.initProvisioning()
 	lu.stdInquiry = lu.buildStandardInquiry()
 	lu.vpd = lu.buildVPD()
 	return lu, nil

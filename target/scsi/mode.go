@@ -88,7 +88,7 @@ func (lu *LU) appendModeSense(b []byte, a *cdbArgs) []byte {
 	var zero [8]byte
 	b = append(b, zero[:hdrLen]...)
 	dsp := byte(dspDPOFUA)
-	if lu.cfg.ReadOnly {
+	if lu.cfg.ReadOnly || lu.modes.writeProtect() {
 		dsp |= dspWP
 	}
 	bdStart := len(b)
@@ -138,16 +138,19 @@ func (lu *LU) appendBlockDescriptor(b []byte, long, changeable bool) []byte {
 	return append(b, d[:]...)
 }
 
-// appendModePage appends one page for the page control pc. Changeable
-// values are all zero: nothing can be changed until MODE SELECT exists.
-// PS=0 everywhere because no page is savable.
+// appendModePage appends one page for the page control pc. The changeable
+// bits are those MODE SELECT takes (modeselect.go). PS=0 everywhere
+// because no page is savable.
 func (lu *LU) appendModePage(b []byte, page, pc uint8) []byte {
 	switch page {
 	case modePageCaching:
 		// SBC-4 Caching: WCE as configured, RCD=0 (the read cache is used).
 		var p [20]byte
 		p[0], p[1] = modePageCaching, byte(len(p)-2)
-		if pc != pcChangeable && lu.cfg.WriteCache {
+		switch {
+		case pc == pcChangeable:
+			p[2] |= 0x04 // WCE is changeable (MODE SELECT)
+		case pc == pcDefault && lu.cfg.WriteCache, pc == pcCurrent && lu.modes.writeCache():
 			p[2] |= 0x04 // WCE
 		}
 		return append(b, p[:]...)
@@ -161,6 +164,12 @@ func (lu *LU) appendModePage(b []byte, page, pc uint8) []byte {
 		if pc != pcChangeable {
 			p[3] = 0x10
 			binary.BigEndian.PutUint16(p[8:10], 0xFFFF)
+		}
+		if pc == pcChangeable || pc == pcCurrent && lu.modes.descSense() {
+			p[2] |= 0x04 // D_SENSE: changeable; current value from MODE SELECT
+		}
+		if pc == pcChangeable || pc == pcCurrent && lu.modes.writeProtect() {
+			p[4] |= 0x08 // SWP: software write protect (SPC-5), changeable
 		}
 		return append(b, p[:]...)
 	case modePageInfoExc:

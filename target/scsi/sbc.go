@@ -116,6 +116,8 @@ func execRead(ctx context.Context, d *Device, cmd *Command) (int, error) {
 		return 0, nil
 	}
 	off := int64(cmd.args.lba << lu.blockShift)
+	// Shared: never inside a COMPARE AND WRITE or WRITE ATOMIC (lbalock.go).
+	defer lu.locks.unlock(lu.locks.lock(cmd.args.lba, uint64(n>>lu.blockShift), false))
 	// io.ReaderAt: a read that fills the buffer succeeded, even with io.EOF.
 	if got, err := lu.store.ReadAt(cmd.Data[:n], off); got < n {
 		// SBC-4: MEDIUM ERROR with the first LBA not read.
@@ -144,9 +146,12 @@ func execWrite(ctx context.Context, d *Device, cmd *Command) (int, error) {
 		return 0, err
 	}
 	off := int64(cmd.args.lba << lu.blockShift)
-	if wrote, err := lu.store.WriteAt(data, off, cmd.args.fua); err != nil || wrote < len(data) {
+	defer lu.locks.unlock(lu.locks.lock(cmd.args.lba, uint64(len(data)>>lu.blockShift), false))
+	fua := cmd.args.fua || lu.writeThrough()
+	if wrote, err := lu.store.WriteAt(data, off, fua); err != nil || wrote < len(data) {
 		return 0, sense.WriteError(cmd.args.lba + uint64(max(wrote, 0))>>lu.blockShift).WithCause(err)
 	}
+	lu.checkThreshold() // a thin LU may have allocated storage (provisioning.go)
 	return 0, nil
 }
 
@@ -223,6 +228,7 @@ func execWriteAndVerify(ctx context.Context, d *Device, cmd *Command) (int, erro
 	if err != nil || len(data) == 0 {
 		return 0, err
 	}
+	defer lu.locks.unlock(lu.locks.lock(cmd.args.lba, uint64(len(data)>>lu.blockShift), false))
 	// The verification is of the medium, so the data must be stable first.
 	if wrote, err := lu.store.WriteAt(data, int64(cmd.args.lba<<lu.blockShift), true); err != nil || wrote < len(data) {
 		return 0, sense.WriteError(cmd.args.lba + uint64(max(wrote, 0))>>lu.blockShift).WithCause(err)
@@ -361,8 +367,8 @@ func execReadCapacity16(ctx context.Context, d *Device, cmd *Command) (int, erro
 	var b [32]byte
 	binary.BigEndian.PutUint64(b[0:8], lu.blocks-1) // RETURNED LOGICAL BLOCK ADDRESS: the last LBA
 	binary.BigEndian.PutUint32(b[8:12], lu.blockSize)
-	// P_TYPE/PROT_EN 0 (no protection information), LOGICAL BLOCKS PER
-	// PHYSICAL BLOCK EXPONENT 0, LBPME/LBPRZ 0 (not thin provisioned),
-	// LOWEST ALIGNED LBA 0.
+	// P_TYPE/PROT_EN 0 (no protection information); the physical block
+	// exponent, LBPME and LBPRZ come from the backstore (provisioning.go).
+	lu.putCapacityProvisioning(b[:])
 	return putOut(cmd, b[:]), nil
 }

@@ -145,6 +145,8 @@ type Command struct {
 	op   *opDesc  // the dispatch table entry
 	args cdbArgs  // fields decoded from the CDB
 	ua   *uaState // the nexus' UA state on lu (for REQUEST SENSE)
+	// readOnly: the LU or the nexus' LUN mapping refuses writes.
+	readOnly bool
 }
 
 // Name is the command's name from the dispatch table ("READ(10)"), or ""
@@ -172,7 +174,8 @@ type cdbArgs struct {
 	llbaa    bool
 	desc     bool  // REQUEST SENSE DESC
 	selRep   uint8 // REPORT LUNS select report
-	start    bool  // START STOP UNIT
+	start    bool  // START STOP UNIT; PREVENT ALLOW MEDIUM REMOVAL's PREVENT
+	loej     bool  // START STOP UNIT load/eject
 	noFlush  bool
 	powCond  uint8
 	rsocOpts uint8 // REPORT SUPPORTED OPERATION CODES
@@ -180,6 +183,8 @@ type cdbArgs struct {
 	rsocSA   uint16
 	rctd     bool
 	ten      bool // MODE SENSE(10) rather than (6)
+	wsUnmap  bool // WRITE SAME UNMAP bit (provisioning.go)
+	ndob     bool // WRITE SAME(16) NO DATA-OUT BUFFER bit
 }
 
 // StatusOf maps an error from Prepare or Execute to the SCSI status and the

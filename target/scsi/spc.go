@@ -112,7 +112,11 @@ func padCopy(b []byte, s string) {
 }
 
 func (lu *LU) buildStandardInquiry() []byte {
-	return buildStandardInquiry(pdtDisk, lu.cfg.Vendor, lu.cfg.Product, lu.cfg.Revision)
+	b := buildStandardInquiry(pdtDisk, lu.cfg.Vendor, lu.cfg.Product, lu.cfg.Revision)
+	if lu.cfg.Removable {
+		b[1] |= 0x80 // RMB: removable medium (removable.go)
+	}
+	return b
 }
 
 const (
@@ -185,7 +189,8 @@ func parseReportLUNs(lu *LU, cmd *Command) error {
 func execReportLUNs(ctx context.Context, d *Device, cmd *Command) (int, error) {
 	var luns []uint64
 	if cmd.args.selRep != 0x01 {
-		luns = d.LUNs()
+		// Only what this nexus may reach, under its own numbers.
+		luns = d.visibleLUNs(cmd.Nexus)
 	}
 	out := cmd.Data[:min(len(cmd.Data), cmd.TransferLength)]
 	var hdr [8]byte
@@ -201,8 +206,7 @@ func execReportLUNs(ctx context.Context, d *Device, cmd *Command) (int, error) {
 	return n, nil
 }
 
-// START STOP UNIT (SBC-4). The LU is always ready; a stop flushes the
-// cache first unless NO_FLUSH is set.
+// START STOP UNIT (SBC-4); executed in removable.go.
 func parseStartStopUnit(lu *LU, cmd *Command) error {
 	c := cmd.CDB
 	if c[1]&0xFE != 0 {
@@ -211,20 +215,9 @@ func parseStartStopUnit(lu *LU, cmd *Command) error {
 	cmd.args.immed = c[1]&0x01 != 0
 	cmd.args.powCond = c[4] >> 4
 	cmd.args.noFlush = c[4]&0x04 != 0
+	cmd.args.loej = c[4]&0x02 != 0
 	cmd.args.start = c[4]&0x01 != 0
 	return nil
-}
-
-func execStartStopUnit(ctx context.Context, d *Device, cmd *Command) (int, error) {
-	a := &cmd.args
-	// SBC-4: with POWER CONDITION 0h, START=0 and NO_FLUSH=0 the device
-	// server writes cached data to the medium before stopping.
-	if a.powCond == 0 && !a.start && !a.noFlush {
-		if err := cmd.lu.store.Sync(); err != nil {
-			return 0, sense.WriteFault().WithCause(err)
-		}
-	}
-	return 0, nil
 }
 
 // REPORT SUPPORTED OPERATION CODES (SPC-5).

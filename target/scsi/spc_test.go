@@ -223,10 +223,10 @@ func TestModeSense(t *testing.T) {
 	if r.data[3] != 0 || !bytes.Equal(r.data[4:], ctl) {
 		t.Fatalf("control page alone % x", r.data)
 	}
-	// Changeable: SWP is not changeable, so libiscsi skips its SWP test.
+	// Changeable: D_SENSE and SWP (MODE SELECT, modeselect.go).
 	r = run(t, d, nexusA, 0, modeSense6(true, pcChangeable, modePageControl, 0, 255), nil, 255)
 	r.check(t, good)
-	if !bytes.Equal(r.data[4:], []byte{0x0A, 0x0A, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}) {
+	if !bytes.Equal(r.data[4:], []byte{0x0A, 0x0A, 0x04, 0, 0x08, 0, 0, 0, 0, 0, 0, 0}) {
 		t.Fatalf("changeable control % x", r.data)
 	}
 	// Residuals: allocation length 4 returns at most 4 bytes.
@@ -395,7 +395,7 @@ func TestReportSupportedOpcodes(t *testing.T) {
 	if r.data[1] != 3 || r.data[4] != opServiceActionIn16 || r.data[5] != saReadCapacity16 || len(r.data) != 20 {
 		t.Fatalf("READ CAPACITY(16) usage % x", r.data)
 	}
-	r = run(t, d, nexusA, 0, rsocCDB(1, 0x42, 0, 512), nil, 512)
+	r = run(t, d, nexusA, 0, rsocCDB(1, 0x50, 0, 512), nil, 512) // XDWRITE(10): obsolete, never supported
 	r.check(t, good)
 	if r.data[1]&0x07 != 1 {
 		t.Fatalf("unsupported opcode reported % x", r.data)

@@ -22,7 +22,7 @@ func (lu *LU) buildVPD() map[uint8][]byte {
 		vpdDeviceID:            lu.vpdDeviceID(),
 		vpdBlockLimits:         lu.vpdBlockLimits(),
 		vpdBlockCharacteristic: vpdBlockCharacteristics(),
-		vpdProvisioning:        vpdLogicalBlockProvisioning(),
+		vpdProvisioning:        lu.vpdLogicalBlockProvisioning(),
 	}
 	codes := []byte{vpdSupportedPages}
 	for c := range pages {
@@ -72,8 +72,11 @@ func (lu *LU) vpdBlockLimits() []byte {
 	binary.BigEndian.PutUint16(body[2:4], uint16(max(1, 4096/lu.blockSize)))
 	binary.BigEndian.PutUint32(body[4:8], lu.maxXfer)                         // MAXIMUM TRANSFER LENGTH
 	binary.BigEndian.PutUint32(body[8:12], optimalTransferBytes/lu.blockSize) // OPTIMAL TRANSFER LENGTH
-	// MAXIMUM PREFETCH LENGTH 0: no limit. UNMAP and WRITE SAME fields stay
-	// zero until those commands exist (SBC-4: zero when not supported).
+	// COMPARE AND WRITE and WRITE ATOMIC limits (caw.go).
+	lu.putAtomicLimits(body)
+	// UNMAP, WRITE SAME and granularity fields (provisioning.go).
+	lu.putProvisioningLimits(body)
+	// MAXIMUM PREFETCH LENGTH 0: no limit.
 	return vpdPage(vpdBlockLimits, body)
 }
 
@@ -82,10 +85,4 @@ func vpdBlockCharacteristics() []byte {
 	body := make([]byte, 0x3C)
 	binary.BigEndian.PutUint16(body[0:2], 0x0001) // MEDIUM ROTATION RATE 1: non-rotating medium
 	return vpdPage(vpdBlockCharacteristic, body)
-}
-
-// Logical Block Provisioning (SBC-4): fully provisioned, no UNMAP or
-// WRITE SAME unmapping, LBPRZ=0, PROVISIONING TYPE 000b.
-func vpdLogicalBlockProvisioning() []byte {
-	return vpdPage(vpdProvisioning, make([]byte, 4))
 }

@@ -25,6 +25,7 @@ const (
 	KeyIllegalRequest Key = 0x5
 	KeyUnitAttention  Key = 0x6
 	KeyDataProtect    Key = 0x7
+	KeyCopyAborted    Key = 0xA
 	KeyAbortedCommand Key = 0xB
 	KeyMiscompare     Key = 0xE
 )
@@ -76,6 +77,10 @@ type Error struct {
 	Info    uint64
 	// Field, when not nil, is sent as the sense-key-specific field pointer with SKSV=1.
 	Field *FieldPointer
+	// HasProgress sends Progress as the sense-key-specific PROGRESS
+	// INDICATION (SPC-5: NOT READY and NO SENSE), in 65536ths of the operation.
+	HasProgress bool
+	Progress    uint16
 	// DescFormat selects descriptor format sense (0x72) for Bytes. The SCSI
 	// core sets it from the LU's control mode page D_SENSE bit (SPC-5).
 	DescFormat bool
@@ -165,6 +170,9 @@ func (e *Error) AppendFixed(b []byte) []byte {
 	s[13] = e.ASCQ
 	if e.Field != nil {
 		putSKS(s[15:18], e.Field)
+	} else if e.HasProgress {
+		s[15] = 0x80 // SKSV
+		binary.BigEndian.PutUint16(s[16:18], e.Progress)
 	}
 	return append(b, s[:]...)
 }
@@ -189,6 +197,11 @@ func (e *Error) AppendDescriptor(b []byte) []byte {
 		var d [8]byte
 		d[0], d[1] = 0x02, 0x06
 		putSKS(d[4:7], e.Field)
+		b = append(b, d[:]...)
+	} else if e.HasProgress {
+		var d [8]byte
+		d[0], d[1], d[4] = 0x02, 0x06, 0x80
+		binary.BigEndian.PutUint16(d[5:7], e.Progress)
 		b = append(b, d[:]...)
 	}
 	b[start+7] = byte(len(b) - start - 8)
@@ -236,6 +249,8 @@ func parseFixed(b []byte) (*Error, error) {
 	end := min(len(b), 8+int(b[7]))
 	if end >= 18 && b[15]&0x80 != 0 && (e.Key == KeyIllegalRequest) {
 		e.Field = parseSKS(b[15:18])
+	} else if end >= 18 && b[15]&0x80 != 0 && (e.Key == KeyNotReady || e.Key == KeyNoSense) {
+		e.HasProgress, e.Progress = true, binary.BigEndian.Uint16(b[16:18])
 	}
 	return e, nil
 }
@@ -258,6 +273,8 @@ func parseDescriptor(b []byte) (*Error, error) {
 			e.Info = binary.BigEndian.Uint64(d[4:12])
 		case typ == 0x02 && n >= 0x06 && d[4]&0x80 != 0 && e.Key == KeyIllegalRequest:
 			e.Field = parseSKS(d[4:7])
+		case typ == 0x02 && n >= 0x06 && d[4]&0x80 != 0 && (e.Key == KeyNotReady || e.Key == KeyNoSense):
+			e.HasProgress, e.Progress = true, binary.BigEndian.Uint16(d[5:7])
 		}
 		p += 2 + n
 	}

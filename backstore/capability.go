@@ -1,0 +1,59 @@
+package backstore
+
+// Optional capabilities. A backstore implements the ones it can honour and
+// the SCSI layer discovers them with type assertions: it advertises UNMAP,
+// WRITE SAME with UNMAP, thin provisioning and physical block geometry only
+// when the backstore behind the LU really has them ("capabilities are asked,
+// not assumed", as SPDK's io_type_supported).
+
+// Unmapper releases the storage behind byte ranges (SBC-4 UNMAP, WRITE SAME
+// with the UNMAP bit).
+type Unmapper interface {
+	// Unmap deallocates [off, off+length). Parts of the range that the
+	// medium cannot release (smaller than its allocation unit) keep their
+	// storage; when UnmapInfo().ReadsZero they read as zeros afterwards.
+	// The range must lie below Size. With the backstore in write-through
+	// mode (or fua) the change is stable when Unmap returns.
+	Unmap(off, length int64, fua bool) error
+	// UnmapInfo describes what Unmap does; it is fixed at open.
+	UnmapInfo() UnmapInfo
+}
+
+// UnmapInfo describes a backstore's unmapping.
+type UnmapInfo struct {
+	// Granularity is the allocation unit in bytes (a power of two): only
+	// whole aligned units are released (VPD 0xB0 OPTIMAL UNMAP GRANULARITY).
+	Granularity int64
+	// ReadsZero: an unmapped byte reads as zero (READ CAPACITY(16) LBPRZ).
+	ReadsZero bool
+	// Thin: storage is allocated on first write and Unmap gives it back
+	// (VPD 0xB2 PROVISIONING TYPE thin); false for a device whose discard
+	// frees nothing the initiator can see.
+	Thin bool
+}
+
+// Allocator reports which byte ranges hold storage (SBC-4 GET LBA STATUS).
+type Allocator interface {
+	// Allocated reports whether off is backed by storage (mapped) and the
+	// length of the run of bytes from off, at most length, that share that
+	// state. off must lie below Size; run is at least 1 when length > 0.
+	Allocated(off, length int64) (mapped bool, run int64, err error)
+	// AllocatedBytes is the storage the whole backstore uses now, in bytes
+	// (for the thin-provisioning threshold and `blockport image info`).
+	AllocatedBytes() (int64, error)
+}
+
+// Zeroer writes zeros without transferring them (SBC-4 WRITE SAME of a zero
+// block): fallocate(FALLOC_FL_ZERO_RANGE) on a file, BLKZEROOUT on a
+// device. The range stays allocated.
+type Zeroer interface {
+	WriteZeroes(off, length int64, fua bool) error
+}
+
+// Geometry reports the medium's physical block size when it is larger than
+// a logical block (READ CAPACITY(16) LOGICAL BLOCKS PER PHYSICAL BLOCK
+// EXPONENT): writes of whole aligned physical blocks avoid a
+// read-modify-write below the backstore.
+type Geometry interface {
+	PhysicalBlockSize() uint32
+}

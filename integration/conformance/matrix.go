@@ -1,0 +1,128 @@
+package conformance
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+
+	"github.com/blockport/blockport/integration"
+)
+
+// LUNKind is one configuration of the conformance matrix: iscsi-test-cu
+// runs against a LUN of each kind, and each kind has its own expectations
+// file, since a test that needs (say) a removable medium can only pass on
+// the removable LUN and skips elsewhere.
+type LUNKind struct {
+	Name     string // used in subtest and file names
+	Expected string // expectations file, relative to this package
+	LUN      integration.LUN
+	// Setup, if set, prepares what the LUN needs (an image, a loop
+	// device) in dir and may change the LUN; cleanup undoes it. It
+	// returns a reason to leave the kind out of this run, or "".
+	Setup func(dir string, lun *integration.LUN) (skip string, cleanup func(), err error)
+	// Suites, if set, limits the run to these suites: the ones that apply
+	// to the kind (libiscsi's write tests do not look for write protection).
+	Suites []string
+	// Optional kinds need a backstore some builds lack: one whose config
+	// does not validate is skipped instead of failed.
+	Optional bool
+}
+
+// matrixLUNSize keeps the whole-LUN tests (SANITIZE, WRITE SAME over every
+// block) short while leaving room for the 256-block tests at both ends.
+const matrixLUNSize = 128 << 20
+
+// MatrixKinds returns the matrix. Kinds whose backstore the binary does not
+// have (backstores lists what `blockport version` reports) are described
+// but skipped by Setup with the reason.
+func MatrixKinds(backstores []string) []LUNKind {
+	has := func(kind string) bool {
+		for _, b := range backstores {
+			if b == kind {
+				return true
+			}
+		}
+		return false
+	}
+	size := fmt.Sprintf("%dMiB", matrixLUNSize>>20)
+	kinds := []LUNKind{
+		// No write cache and O_DIRECT: what is acknowledged is on the
+		// medium, as the FUA tests assume.
+		{Name: "file", Expected: "expected.txt",
+			LUN: integration.LUN{Backstore: "file", Path: "lun.img", Size: size, BlockSize: 512, DirectIO: true}},
+		{Name: "sparse", Expected: "expected.sparse.txt", Optional: true,
+			LUN: integration.LUN{Backstore: "sparse", Path: "lun.img", Size: size, BlockSize: 512},
+			Setup: func(dir string, lun *integration.LUN) (string, func(), error) {
+				if !has("sparse") {
+					return "this build has no sparse backstore", nil, nil
+				}
+				return "", nil, nil
+			}},
+		{Name: "4k", Expected: "expected.4k.txt",
+			LUN: integration.LUN{Backstore: "file", Path: "lun.img", Size: size, BlockSize: 4096, DirectIO: true}},
+		{Name: "readonly", Expected: "expected.readonly.txt",
+			LUN:    integration.LUN{Backstore: "file", Path: "lun.img", Size: size, BlockSize: 512, ReadOnly: true},
+			Suites: readOnlySuites,
+			Setup: func(dir string, lun *integration.LUN) (string, func(), error) {
+				// A read-only LUN serves an existing image.
+				lun.Path = filepath.Join(dir, "readonly.img")
+				if err := os.WriteFile(lun.Path, nil, 0o644); err != nil {
+					return "", nil, err
+				}
+				return "", nil, os.Truncate(lun.Path, matrixLUNSize)
+			}},
+		{Name: "removable", Expected: "expected.removable.txt",
+			LUN: integration.LUN{Backstore: "file", Path: "lun.img", Size: size, BlockSize: 512, DirectIO: true, Removable: true}},
+		{Name: "block", Expected: "expected.block.txt", Optional: true,
+			LUN: integration.LUN{Backstore: "block", BlockSize: 512},
+			Setup: func(dir string, lun *integration.LUN) (string, func(), error) {
+				if !has("block") {
+					return "this build has no block backstore", nil, nil
+				}
+				return setupLoopDevice(dir, lun)
+			}},
+	}
+	return kinds
+}
+
+// setupLoopDevice backs the LUN with a loop device over a fresh image; it
+// needs root and losetup.
+func setupLoopDevice(dir string, lun *integration.LUN) (string, func(), error) {
+	if os.Geteuid() != 0 {
+		return "a loop device needs root", nil, nil
+	}
+	losetup, err := exec.LookPath("losetup")
+	if err != nil {
+		return "losetup is not installed", nil, nil
+	}
+	img := filepath.Join(dir, "loop.img")
+	if err := os.WriteFile(img, nil, 0o644); err != nil {
+		return "", nil, err
+	}
+	if err := os.Truncate(img, matrixLUNSize); err != nil {
+		return "", nil, err
+	}
+	out, err := exec.Command(losetup, "--find", "--show", img).CombinedOutput()
+	if err != nil {
+		return fmt.Sprintf("losetup --find failed: %v: %s", err, strings.TrimSpace(string(out))), nil, nil
+	}
+	dev := strings.TrimSpace(string(out))
+	lun.Path, lun.Size = dev, ""
+	return "", func() { exec.Command(losetup, "--detach", dev).Run() }, nil
+}
+
+// readOnlySuites are the suites that apply to a read-only LUN: those that
+// only read or inquire, and ReadOnly, which checks that every write
+// command fails with DATA PROTECT. The others (iSCSITMF too) write and
+// would fail for a reason that is the point of the LUN.
+var readOnlySuites = []string{
+	"ALL.Inquiry", "ALL.Mandatory", "ALL.ModeSense6", "ALL.NoMedia",
+	"ALL.Prefetch10", "ALL.Prefetch16", "ALL.PreventAllow",
+	"ALL.Read6", "ALL.Read10", "ALL.Read12", "ALL.Read16",
+	"ALL.ReadCapacity10", "ALL.ReadCapacity16", "ALL.ReadDefectData10", "ALL.ReadDefectData12",
+	"ALL.ReadOnly", "ALL.ReportSupportedOpcodes", "ALL.StartStopUnit", "ALL.TestUnitReady",
+	"ALL.Verify10", "ALL.Verify12", "ALL.Verify16", "ALL.GetLBAStatus",
+	"ALL.iSCSIcmdsn",
+}

@@ -1,0 +1,134 @@
+package scsi
+
+import (
+	"encoding/binary"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// maskedDevice maps three LUs at 0, 1, 2 and masks them: A sees 0 and 1 as
+// they are; B sees LUN 2 as 0, read-only; others see nothing.
+func maskedDevice(t *testing.T, othersSeeAll bool) (*Device, []*memStore) {
+	t.Helper()
+	d := NewDevice("masked")
+	var stores []*memStore
+	for i := range 3 {
+		st := newMemStore(64 * 512)
+		lu, err := NewLU(LUConfig{Backstore: st, BlockSize: 512, NAA: NewNAA([]byte{byte(i)}), Serial: "M" + string(rune('0'+i))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := d.AddLU(uint64(i), lu); err != nil {
+			t.Fatal(err)
+		}
+		stores = append(stores, st)
+	}
+	err := d.SetMasking(&Masking{
+		Initiators: map[string][]LUNMapping{
+			// Names compare case-insensitively.
+			strings.ToUpper(nexusA.Initiator): {{LUN: 0, As: 0}, {LUN: 1, As: 1}},
+			nexusB.Initiator:                  {{LUN: 2, As: 0, ReadOnly: true}},
+		},
+		OthersSeeAll: othersSeeAll,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d, stores
+}
+
+func reportedLUNs(t *testing.T, d *Device, n *Nexus) []uint64 {
+	t.Helper()
+	r := run(t, d, n, 0, reportLUNsCDB(0, 4096), nil, 4096)
+	r.check(t, good)
+	count := binary.BigEndian.Uint32(r.data[0:4]) / 8
+	var luns []uint64
+	for i := range int(count) {
+		luns = append(luns, uint64(binary.BigEndian.Uint16(r.data[8+8*i:])&0x3FFF))
+	}
+	return luns
+}
+
+func TestMaskingReportLUNs(t *testing.T) {
+	nexusC := &Nexus{Initiator: "iqn.2024-01.org.example:c", Target: nexusA.Target, TPGT: 1}
+	for _, tt := range []struct {
+		name   string
+		others bool
+		n      *Nexus
+		want   []uint64
+	}{
+		{"A sees its two LUNs", false, nexusA, []uint64{0, 1}},
+		{"B sees LUN 2 renumbered", false, nexusB, []uint64{0}},
+		{"unlisted sees nothing", false, nexusC, nil},
+		{"unlisted sees all when open", true, nexusC, []uint64{0, 1, 2}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			d, _ := maskedDevice(t, tt.others)
+			if got := reportedLUNs(t, d, tt.n); !slices.Equal(got, tt.want) {
+				t.Fatalf("REPORT LUNS = %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestMaskingEnforcedOnEveryCommand(t *testing.T) {
+	d, stores := maskedDevice(t, false)
+	tur := []byte{opTestUnitReady, 0, 0, 0, 0, 0}
+	nexusC := &Nexus{Initiator: "iqn.2024-01.org.example:c", Target: nexusA.Target, TPGT: 1}
+
+	// A LUN outside the nexus' view is not supported, even when the
+	// device has an LU there: nothing bypasses the mask.
+	run(t, d, nexusA, 2, tur, nil, 0).check(t, luNotSupp)
+	run(t, d, nexusA, 2, read10(0, 1), nil, 512).check(t, luNotSupp)
+	run(t, d, nexusC, 0, read10(0, 1), nil, 512).check(t, luNotSupp)
+	run(t, d, nexusB, 1, tur, nil, 0).check(t, luNotSupp)
+	if err := d.LUNReset(nexusA, 2); err == nil {
+		t.Fatal("LUN RESET of a masked LUN succeeded")
+	}
+
+	// B's LUN 0 is the device's LUN 2, read-only.
+	clearUA(t, d, nexusB, 0)
+	stores[2].WriteAt(fill(512, 0xAB), 0, false)
+	r := run(t, d, nexusB, 0, read10(0, 1), nil, 512)
+	r.check(t, good)
+	if r.data[0] != 0xAB {
+		t.Fatalf("B read % x..., want the device's LUN 2", r.data[:4])
+	}
+	run(t, d, nexusB, 0, write10(0, 1), fill(512, 1), 512).check(t, writeProt)
+	if stores[2].writes.Load() != 1 { // only the test's own write
+		t.Fatal("a write through a read-only mapping reached the backstore")
+	}
+
+	// A writes its LUN 1 (device LUN 1).
+	clearUA(t, d, nexusA, 1)
+	run(t, d, nexusA, 1, write10(0, 1), fill(512, 7), 512).check(t, good)
+	if got := stores[1].bytes(0, 1)[0]; got != 7 {
+		t.Fatalf("write landed wrong: %x", got)
+	}
+
+	// Removing the mask opens every LUN again.
+	if err := d.SetMasking(nil); err != nil {
+		t.Fatal(err)
+	}
+	if got := reportedLUNs(t, d, nexusC); !slices.Equal(got, []uint64{0, 1, 2}) {
+		t.Fatalf("unmasked REPORT LUNS = %v", got)
+	}
+}
+
+func TestSetMaskingRejects(t *testing.T) {
+	d := NewDevice("x")
+	for _, m := range []*Masking{
+		{Initiators: map[string][]LUNMapping{"iqn.a:x": {{LUN: 0, As: 1}, {LUN: 1, As: 1}}}},
+		{Initiators: map[string][]LUNMapping{"iqn.a:x": {{LUN: MaxLUN + 1, As: 0}}}},
+		{Initiators: map[string][]LUNMapping{"iqn.a:x": {{LUN: 0, As: MaxLUN + 1}}}},
+		{Initiators: map[string][]LUNMapping{"iqn.a:x": nil, "IQN.A:X": nil}},
+	} {
+		if err := d.SetMasking(m); err == nil {
+			t.Errorf("SetMasking(%+v) accepted", m)
+		}
+	}
+}
+
+func read10(lba uint32, n uint16) []byte  { return cdb10(opRead10, 0, lba, n) }
+func write10(lba uint32, n uint16) []byte { return cdb10(opWrite10, 0, lba, n) }

@@ -1,0 +1,226 @@
+package scsi
+
+// PERSISTENT RESERVE IN/OUT (SPC-5 6.16, 6.17), RESERVE/RELEASE(6)/(10)
+// (SPC-2 7.21, 7.17) and the RESERVATION CONFLICT check of Prepare. The
+// state and its rules live in package pr; this file decodes CDBs, maps
+// pr's results to sense data and unit attentions, and asks the fabric to
+// abort the tasks of preempted nexuses.
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"sync/atomic"
+
+	"github.com/blockport/blockport/target/scsi/pr"
+	"github.com/blockport/blockport/target/scsi/sense"
+)
+
+// Operation codes of this file.
+const (
+	opReserve6             = 0x16
+	opRelease6             = 0x17
+	opReserve10            = 0x56
+	opRelease10            = 0x57
+	opPersistentReserveIn  = 0x5E
+	opPersistentReserveOut = 0x5F
+)
+
+// maxPRParamLen bounds a PERSISTENT RESERVE OUT parameter list: 24 bytes
+// plus SPEC_I_PT TransportIDs for many initiators.
+const maxPRParamLen = 256 << 10
+
+// TaskAborter aborts, for PREEMPT AND ABORT, every task on LUN lun of the
+// I_T nexuses that match accepts, except the command except, and returns
+// once they have stopped. The fabric registers it (SetTaskAborter): the
+// SCSI core cannot reach tasks queued in the transport.
+type TaskAborter func(lun uint64, match func(*Nexus) bool, except *Command)
+
+// taskAborterSlot holds a device's TaskAborter; see SetTaskAborter.
+type taskAborterSlot struct{ fn atomic.Pointer[TaskAborter] }
+
+// SetTaskAborter registers the fabric's task abort function.
+func (d *Device) SetTaskAborter(fn TaskAborter) { d.aborter.fn.Store(&fn) }
+
+func (d *Device) abortTasks(lun uint64, match func(*Nexus) bool, except *Command) {
+	if fn := d.aborter.fn.Load(); fn != nil {
+		(*fn)(lun, match, except)
+	}
+}
+
+// prNexus converts a nexus to pr's.
+func prNexus(n *Nexus) pr.Nexus {
+	return pr.Nexus{Initiator: n.Initiator, ISID: n.ISID, Target: n.Target, TPGT: n.TPGT}
+}
+
+// conflictClass is the row of the SPC-5/SBC-4 reservation tables a command
+// falls in.
+func conflictClass(op *opDesc) pr.Class {
+	if op.anyLUN {
+		return pr.Exempt // INQUIRY, REPORT LUNS, REQUEST SENSE
+	}
+	switch op.op {
+	case opTestUnitReady, opReadCapacity10, opPersistentReserveIn, opPersistentReserveOut,
+		opMaintenanceIn, 0x4D /* LOG SENSE */ :
+		return pr.Allowed
+	case opServiceActionIn16:
+		if op.sa == saReadCapacity16 {
+			return pr.Allowed
+		}
+		return pr.Read
+	case opReserve6, opReserve10:
+		return pr.Reserve2
+	case opRelease6, opRelease10:
+		return pr.Release2
+	case opSynchronizeCache10, opSynchronizeCache16, opStartStopUnit,
+		0x04 /* FORMAT UNIT */, 0x15 /* MODE SELECT(6) */, 0x55, /* MODE SELECT(10) */
+		0x3B /* WRITE BUFFER */, 0x41 /* WRITE SAME(10) */, 0x42 /* UNMAP */, 0x48, /* SANITIZE */
+		0x83 /* EXTENDED COPY */, 0x89 /* COMPARE AND WRITE */, 0x93 /* WRITE SAME(16) */, 0xA4 /* MAINTENANCE OUT */ :
+		return pr.Write
+	}
+	if op.writes {
+		return pr.Write
+	}
+	return pr.Read
+}
+
+// checkReservation is Prepare's RESERVATION CONFLICT check.
+func (lu *LU) checkReservation(cmd *Command, op *opDesc) error {
+	if lu.pr.Conflicts(prNexus(cmd.Nexus), conflictClass(op)) {
+		return StatusError(StatusReservationConflict)
+	}
+	return nil
+}
+
+// prError maps an error of package pr to what the command returns.
+func prError(err error) error {
+	var fe *pr.FieldError
+	var ce *pr.CDBFieldError
+	var le *pr.ParamLengthError
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, pr.ErrConflict):
+		return StatusError(StatusReservationConflict)
+	case errors.Is(err, pr.ErrInvalidRelease):
+		return sense.InvalidReleaseOfPR()
+	case errors.Is(err, pr.ErrNoResources):
+		return sense.InsufficientRegistrationResources()
+	case errors.As(err, &fe):
+		return sense.InvalidFieldInParameterList(fe.Offset, -1)
+	case errors.As(err, &ce):
+		return sense.InvalidFieldInCDB(ce.Offset, ce.Bit)
+	case errors.As(err, &le):
+		return sense.ParameterListLengthError()
+	}
+	return err // e.g. the APTPL save failed: HARDWARE ERROR
+}
+
+func parsePRIn(lu *LU, cmd *Command) error {
+	cmd.args.alloc = uint32(binary.BigEndian.Uint16(cmd.CDB[7:9]))
+	cmd.Dir, cmd.TransferLength = DirRead, int(cmd.args.alloc)
+	return nil
+}
+
+func execPRIn(ctx context.Context, d *Device, cmd *Command) (int, error) {
+	data := cmd.lu.pr.In(cmd.CDB[1] & serviceActionBitsMask)
+	return copy(cmd.Data, data), nil
+}
+
+func parsePROut(lu *LU, cmd *Command) error {
+	n := binary.BigEndian.Uint32(cmd.CDB[5:9])
+	if n > maxPRParamLen {
+		return sense.ParameterListLengthError()
+	}
+	cmd.Dir, cmd.TransferLength = DirWrite, int(n)
+	if n == 0 {
+		cmd.Dir = DirNone
+	}
+	return nil
+}
+
+func execPROut(ctx context.Context, d *Device, cmd *Command) (int, error) {
+	lu := cmd.lu
+	want := cmd.TransferLength
+	if len(cmd.Data) < want {
+		// Less data-out than the PARAMETER LIST LENGTH announced.
+		return 0, sense.ParameterListLengthError()
+	}
+	req, err := pr.ParseOut(pr.ServiceAction(cmd.CDB[1]&serviceActionBitsMask), cmd.CDB[2], cmd.Data[:want])
+	if err != nil {
+		return 0, prError(err)
+	}
+	self := prNexus(cmd.Nexus)
+	res, err := lu.pr.Out(self, req)
+	if err != nil {
+		return 0, prError(err)
+	}
+	for _, nt := range res.Notices {
+		mk := sense.ReservationsReleased
+		switch nt.UA {
+		case pr.ReservationsPreempted:
+			mk = sense.ReservationsPreempted
+		case pr.RegistrationsPreempted:
+			mk = sense.RegistrationsPreempted
+		}
+		to := nt.To
+		lu.ua.establish(mk, func(n Nexus) bool { return n != *cmd.Nexus && to.Covers(prNexus(&n)) })
+	}
+	if len(res.Aborted) > 0 {
+		// SPC-5 5.14.12.5: PREEMPT AND ABORT aborts the preempted
+		// nexuses' tasks on this LU before it completes, so none of
+		// their writes lands after it.
+		aborted := res.Aborted
+		d.abortTasks(cmd.LUN, func(n *Nexus) bool {
+			pn := prNexus(n)
+			if pn == self {
+				return false
+			}
+			for i := range aborted {
+				if aborted[i].Covers(pn) {
+					return true
+				}
+			}
+			return false
+		}, cmd)
+	}
+	return 0, nil
+}
+
+func parseReserveRelease(lu *LU, cmd *Command) error {
+	// SPC-2: third-party (3RDPTY, byte 1 bit 4) and, in the 6-byte
+	// forms, extent reservations are not supported.
+	if cmd.CDB[1]&0x10 != 0 {
+		return sense.InvalidFieldInCDB(1, 4)
+	}
+	if len(cmd.CDB) == 6 && cmd.CDB[1]&0x01 != 0 {
+		return sense.InvalidFieldInCDB(1, 0)
+	}
+	if len(cmd.CDB) >= 10 && cmd.CDB[1]&0x02 != 0 {
+		// LONGID needs a third-party parameter list.
+		return sense.InvalidFieldInCDB(1, 1)
+	}
+	return nil
+}
+
+func execReserve(ctx context.Context, d *Device, cmd *Command) (int, error) {
+	return 0, prError(cmd.lu.pr.Reserve2(prNexus(cmd.Nexus)))
+}
+
+func execRelease(ctx context.Context, d *Device, cmd *Command) (int, error) {
+	cmd.lu.pr.Release2(prNexus(cmd.Nexus))
+	return 0, nil
+}
+
+// prOps are the dispatch table rows of this file.
+func prInOp(sa uint16, name string) *opDesc {
+	return &opDesc{name: name, op: opPersistentReserveIn, sa: sa, hasSA: true, cdbLen: 10,
+		usage: []byte{opPersistentReserveIn, byte(sa), 0, 0, 0, 0, 0, 0xFF, 0xFF, 0x00},
+		parse: parsePRIn, exec: execPRIn}
+}
+
+func prOutOp(sa uint16, name string) *opDesc {
+	return &opDesc{name: name, op: opPersistentReserveOut, sa: sa, hasSA: true, cdbLen: 10,
+		usage: []byte{opPersistentReserveOut, byte(sa), 0xFF, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0x00},
+		parse: parsePROut, exec: execPROut}
+}
