@@ -26,6 +26,26 @@ type Server struct {
 	StateDir  string   // where persistent state (reservations, ...) lives
 	LogLevel  string   // debug, info, warn or error
 	LogFormat string   // text or json
+	// MetricsListen (metrics_listen) is the host:port of the HTTP listener
+	// that serves /metrics, /healthz and /readyz; empty (the default) means
+	// no such listener.
+	MetricsListen string
+	// AdminSocket (admin_socket) is the Unix socket of the admin API that
+	// `blockport status` and `blockport reload` use, created mode 0600;
+	// empty means "<state_dir>/admin.sock", "off" turns the API off. Use
+	// AdminSocketPath.
+	AdminSocket string
+}
+
+// AdminSocketPath is the admin socket's path, or "" when it is off.
+func (s Server) AdminSocketPath() string {
+	switch s.AdminSocket {
+	case AdminSocketOff:
+		return ""
+	case "":
+		return filepath.Join(s.StateDir, DefaultAdminSocket)
+	}
+	return s.AdminSocket
 }
 
 // Target is one iSCSI target ([[target]]).
@@ -38,6 +58,10 @@ type Target struct {
 	CHAP              *CHAP    // chap = {...}: one-way CHAP required of every initiator
 	MutualCHAP        *CHAP    // mutual_chap = {...}: the target's own CHAP credentials
 	CHAPAlgorithms    []string // chap_algorithms: restricts CHAP_A (MD5, SHA-1, SHA-256, SHA3-256)
+	// PortalGroups ([[target.portal_group]], portalgroup.go) place the
+	// server's listen addresses in target portal groups with ALUA states;
+	// none: every address is in group 1, active/optimized.
+	PortalGroups []PortalGroup
 }
 
 // LUN is one logical unit of a target ([[target.lun]]).
@@ -86,6 +110,11 @@ const (
 	DefaultStateDir  = "blockport-data"
 	DefaultLogLevel  = "info"
 	DefaultLogFormat = "text"
+	// DefaultAdminSocket is the admin socket's name inside state_dir.
+	DefaultAdminSocket = "admin.sock"
+	AdminSocketOff     = "off" // admin_socket value that disables the admin API
+	// MaxSocketPath bounds a Unix socket path (sun_path is 108 bytes with its NUL).
+	MaxSocketPath    = 107
 	DefaultBlockSize = 512
 )
 

@@ -15,8 +15,8 @@ import (
 // The keys each table accepts; anything else is an unknown key.
 var (
 	rootKeys   = []string{"server", "discovery", "limits", "target"}
-	serverKeys = []string{"listen", "state_dir", "log_level", "log_format"}
-	targetKeys = []string{"name", "alias", "allow_any_initiator", "lun", "acl", "chap", "mutual_chap", "chap_algorithms"}
+	serverKeys = []string{"listen", "state_dir", "log_level", "log_format", "metrics_listen", "admin_socket"}
+	targetKeys = []string{"name", "alias", "allow_any_initiator", "lun", "acl", "chap", "mutual_chap", "chap_algorithms", "portal_group"}
 	lunKeys    = []string{"lun", "backstore", "path", "size", "block_size", "direct_io", "write_cache", "read_only", "serial", "removable", "vendor", "product", "thin_threshold_percent"}
 )
 
@@ -207,14 +207,25 @@ func decodeConfig(doc map[string]any, baseDir string, r *reporter) *Config {
 	if baseDir == "" {
 		c.Server.StateDir = "./" + DefaultStateDir
 	}
+	adminSocket, adminSet := "", false
 	if server, ok := root.sub("server", serverKeys); ok {
 		server.checkUnknown()
 		server.stringList("listen", &c.Server.Listen)
 		server.str("state_dir", &c.Server.StateDir)
 		server.str("log_level", &c.Server.LogLevel)
 		server.str("log_format", &c.Server.LogFormat)
+		server.str("metrics_listen", &c.Server.MetricsListen)
+		adminSet = server.str("admin_socket", &adminSocket)
 	}
 	c.Server.StateDir = resolvePath(baseDir, c.Server.StateDir)
+	// admin_socket: "" (unset) is the default inside state_dir, "off" turns
+	// the admin API off (see Server.AdminSocketPath).
+	if adminSet {
+		c.Server.AdminSocket = adminSocket
+		if adminSocket != "" && adminSocket != AdminSocketOff {
+			c.Server.AdminSocket = resolvePath(baseDir, adminSocket)
+		}
+	}
 	decodeAccess(root, c, baseDir)
 	for _, tt := range root.tables("target", targetKeys) {
 		c.Targets = append(c.Targets, decodeTarget(tt, baseDir))
@@ -234,6 +245,7 @@ func decodeTarget(t table, baseDir string) Target {
 		target.LUNs = append(target.LUNs, decodeLUN(lt, baseDir))
 	}
 	decodeTargetAccess(t, &target, baseDir)
+	decodePortalGroups(t, &target) // portalgroup.go
 	return target
 }
 

@@ -25,6 +25,7 @@ var (
 func validate(c *Config, r *reporter, checkFiles bool) {
 	validateServer(&c.Server, r)
 	validateAccess(c, r, checkFiles)
+	validatePortalGroups(c, r) // portalgroup.go
 
 	targetByName := map[string]string{} // canonical name -> key of its first use
 	fileByPath := map[string]string{}   // cleaned LUN path -> key of its first use
@@ -102,6 +103,15 @@ func validateServer(s *Server, r *reporter) {
 	}
 	if !slices.Contains(logFormats, s.LogFormat) {
 		r.add("server.log_format", "%q is not a log format; use one of %s", s.LogFormat, strings.Join(logFormats, ", "))
+	}
+	if s.MetricsListen != "" {
+		if err := checkListen(s.MetricsListen); err != nil {
+			r.add("server.metrics_listen", "%v", err)
+		}
+	}
+	if p := s.AdminSocketPath(); len(p) > MaxSocketPath {
+		r.add("server.admin_socket", "%q is %d bytes long; a Unix socket path holds at most %d (set admin_socket to a shorter path, or \"off\")",
+			p, len(p), MaxSocketPath)
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strconv"
 	"sync"
+	"time"
 
 	"github.com/blockport/blockport/backstore"
 	"github.com/blockport/blockport/config"
@@ -34,6 +35,12 @@ type Server struct {
 	listeners []net.Listener           // guarded by mu
 	wg        sync.WaitGroup           // accept loops and connections
 	stopped   bool                     // guarded by mu
+
+	// Live reload and status (reload.go, status.go).
+	cfg      *config.Config  // the config in force; guarded by mu
+	serveCtx context.Context // Serve's context, for accept loops added by reload; guarded by mu
+	reloadMu sync.Mutex      // one reload at a time
+	started  time.Time
 }
 
 type namedStore struct {
@@ -48,7 +55,7 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	s := &Server{log: log, targets: make(map[string]*iscsi.Target), stateDir: cfg.Server.StateDir}
+	s := &Server{log: log, targets: make(map[string]*iscsi.Target), stateDir: cfg.Server.StateDir, cfg: cfg, started: time.Now()}
 	ids, err := loadIdentity(cfg.Server.StateDir)
 	if err != nil {
 		return nil, err
@@ -62,8 +69,9 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 		s.targets[tc.Name] = t
 	}
 	for _, addr := range cfg.Server.Listen {
-		// One portal group for now: every portal shares tag 1.
-		s.portals = append(s.portals, iscsi.Portal{Addr: addr, TPGT: 1})
+		// Tag 1 serves targets without portal groups; the others map the
+		// portal to their own groups by its listen address (portalgroups.go).
+		s.portals = append(s.portals, iscsi.Portal{Addr: addr, TPGT: config.DefaultPortalGroupTag, Listen: addr})
 	}
 	opts, err := fabricOptions(cfg)
 	if err != nil {
@@ -81,50 +89,70 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 func (s *Server) buildTarget(tc config.Target, ids *identity) (*iscsi.Target, error) {
 	dev := scsi.NewDevice(tc.Name)
 	for _, lc := range tc.LUNs {
-		store, err := backstore.Open(backstore.Options{
-			Kind:       lc.Backstore,
-			Path:       lc.Path,
-			Size:       lc.Size,
-			BlockSize:  lc.BlockSize,
-			DirectIO:   lc.DirectIO,
-			WriteCache: lc.WriteCache,
-			ReadOnly:   lc.ReadOnly,
-		})
+		lu, store, err := s.openLU(tc.Name, lc, ids)
 		if err != nil {
-			return nil, fmt.Errorf("target %s lun %d: %w", tc.Name, lc.ID, err)
+			return nil, err
 		}
 		s.stores = append(s.stores, namedStore{target: tc.Name, lun: lc.ID, store: store})
-		seed := ids.seed(tc.Name, lc.ID)
-		serial := lc.Serial
-		if serial == "" {
-			serial = ids.serial(tc.Name, lc.ID)
-		}
-		lu, err := scsi.NewLU(scsi.LUConfig{
-			Backstore:  store,
-			BlockSize:  lc.BlockSize,
-			ReadOnly:   lc.ReadOnly,
-			WriteCache: lc.WriteCache,
-			Removable:  lc.Removable,
-			Vendor:     lc.Vendor,
-			Product:    lc.Product,
-			Serial:     serial,
-			NAA:        scsi.NewNAA(seed),
-			PRFile:     prFile(s.stateDir, scsi.NewNAA(seed)),
-			// thin_threshold_percent (provisioning.go)
-			ThinThresholdPercent: lc.ThinThresholdPercent,
-		})
-		if err != nil {
-			return nil, fmt.Errorf("target %s lun %d: %w", tc.Name, lc.ID, err)
-		}
 		if err := dev.AddLU(lc.ID, lu); err != nil {
 			return nil, fmt.Errorf("target %s lun %d: %w", tc.Name, lc.ID, err)
 		}
 	}
+	return s.targetOf(tc, dev)
+}
+
+// openLU opens the backstore of one LUN and builds its LU; the caller owns
+// the store (reload.go uses it for LUNs added at run time).
+func (s *Server) openLU(target string, lc config.LUN, ids *identity) (*scsi.LU, backstore.Backstore, error) {
+	store, err := backstore.Open(backstore.Options{
+		Kind:       lc.Backstore,
+		Path:       lc.Path,
+		Size:       lc.Size,
+		BlockSize:  lc.BlockSize,
+		DirectIO:   lc.DirectIO,
+		WriteCache: lc.WriteCache,
+		ReadOnly:   lc.ReadOnly,
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("target %s lun %d: %w", target, lc.ID, err)
+	}
+	seed := ids.seed(target, lc.ID)
+	serial := lc.Serial
+	if serial == "" {
+		serial = ids.serial(target, lc.ID)
+	}
+	lu, err := scsi.NewLU(scsi.LUConfig{
+		Backstore:  store,
+		BlockSize:  lc.BlockSize,
+		ReadOnly:   lc.ReadOnly,
+		WriteCache: lc.WriteCache,
+		Removable:  lc.Removable,
+		Vendor:     lc.Vendor,
+		Product:    lc.Product,
+		Serial:     serial,
+		NAA:        scsi.NewNAA(seed),
+		PRFile:     prFile(s.stateDir, scsi.NewNAA(seed)),
+		// thin_threshold_percent (provisioning.go)
+		ThinThresholdPercent: lc.ThinThresholdPercent,
+	})
+	if err != nil {
+		store.Close()
+		return nil, nil, fmt.Errorf("target %s lun %d: %w", target, lc.ID, err)
+	}
+	return lu, store, nil
+}
+
+// targetOf compiles a target's access control and LUN masking onto dev.
+func (s *Server) targetOf(tc config.Target, dev *scsi.Device) (*iscsi.Target, error) {
 	acc, err := newAccess(tc)
 	if err != nil {
 		return nil, fmt.Errorf("target %s: %w", tc.Name, err)
 	}
 	if err := dev.SetMasking(masking(tc)); err != nil {
+		return nil, fmt.Errorf("target %s: %w", tc.Name, err)
+	}
+	portalGroup, err := portalGroups(tc, dev)
+	if err != nil {
 		return nil, fmt.Errorf("target %s: %w", tc.Name, err)
 	}
 	return &iscsi.Target{
@@ -133,6 +161,8 @@ func (s *Server) buildTarget(tc config.Target, ids *identity) (*iscsi.Target, er
 		Device: dev,
 		Admit:  acc.admit,
 		Auth:   acc.auth,
+		// [[target.portal_group]]: TPGT per portal and ALUA groups.
+		PortalGroup: portalGroup,
 	}, nil
 }
 
@@ -197,6 +227,9 @@ func (s *Server) Addrs() []string {
 
 // Serve accepts connections on every listener until Shutdown.
 func (s *Server) Serve(ctx context.Context) error {
+	s.mu.Lock()
+	s.serveCtx = ctx
+	s.mu.Unlock()
 	s.mu.RLock()
 	lns := append([]net.Listener(nil), s.listeners...)
 	portals := append([]iscsi.Portal(nil), s.portals...)
@@ -206,11 +239,11 @@ func (s *Server) Serve(ctx context.Context) error {
 	}
 	errc := make(chan error, len(lns))
 	for i, ln := range lns {
-		tpgt := portals[i].TPGT
+		portal := portals[i]
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
-			errc <- s.acceptLoop(ctx, ln, tpgt)
+			errc <- s.acceptLoop(ctx, ln, portal)
 		}()
 	}
 	var first error
@@ -222,7 +255,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	return first
 }
 
-func (s *Server) acceptLoop(ctx context.Context, ln net.Listener, tpgt uint16) error {
+func (s *Server) acceptLoop(ctx context.Context, ln net.Listener, portal iscsi.Portal) error {
 	for {
 		nc, err := ln.Accept()
 		if err != nil {
@@ -245,7 +278,7 @@ func (s *Server) acceptLoop(ctx context.Context, ln net.Listener, tpgt uint16) e
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
-			s.svc.ServeConn(ctx, nc, tpgt)
+			s.svc.ServePortal(ctx, nc, portal)
 		}()
 	}
 }

@@ -49,6 +49,8 @@ const usage = `usage:
   blockport serve [--config FILE] [--listen ADDR]...   serve targets (no config: a 1 GiB lab disk on 127.0.0.1:3260)
   blockport validate --config FILE                     check a config file
   blockport image create|info ...                      create or describe a file or sparse image
+  blockport status [--config FILE|--socket P] [--json] targets, LUNs and sessions of a running server
+  blockport reload [--config FILE|--socket P]          make a running server re-read its config (as SIGHUP)
   blockport version                                    print the version
 `
 
@@ -64,6 +66,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return validate(args[1:], stdout, stderr)
 	case "image":
 		return image(args[1:], stdout, stderr)
+	case "status":
+		return statusCmd(args[1:], stdout, stderr)
+	case "reload":
+		return reloadCmd(args[1:], stdout, stderr)
 	case "version", "--version", "-version":
 		printVersion(stdout)
 		return exitOK
@@ -134,10 +140,33 @@ func serve(args []string, stdout, stderr io.Writer) int {
 			target.URL(addrs[0], t.Name, lun))
 	}
 
+	// Live reload reads the file again with the same overrides (operate.go).
+	reloadConfig := func() (*config.Config, error) {
+		if *cfgPath == "" {
+			return config.Default(), nil
+		}
+		c, err := config.Load(*cfgPath)
+		if err != nil {
+			return nil, err
+		}
+		if len(listen) > 0 {
+			c.Server.Listen = listen
+		}
+		return c, nil
+	}
+	ops, err := startOperations(srv, cfg, reloadConfig, log)
+	if err != nil {
+		log.Error("start failed", "err", err)
+		srv.Shutdown(context.Background())
+		return exitFailure
+	}
+	defer ops.stop()
+
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ctx) }()
+	ops.ready()
 	select {
 	case <-ctx.Done():
 		log.Info("shutting down", "grace", shutdownGrace)
@@ -147,6 +176,10 @@ func serve(args []string, stdout, stderr io.Writer) int {
 			shutdown(srv, log)
 			return exitFailure
 		}
+		// Every portal of the start was removed by reloads; keep serving
+		// the ones reload added until told to stop.
+		<-ctx.Done()
+		log.Info("shutting down", "grace", shutdownGrace)
 	}
 	if err := shutdown(srv, log); err != nil {
 		return exitFailure
@@ -193,7 +226,8 @@ func validate(args []string, stdout, stderr io.Writer) int {
 	return exitOK
 }
 
-func printVersion(w io.Writer) {
+// versionString is the version, or dev-<commit> for a development build.
+func versionString() string {
 	v := version
 	if bi, ok := debug.ReadBuildInfo(); ok && v == "dev" {
 		for _, s := range bi.Settings {
@@ -202,6 +236,11 @@ func printVersion(w io.Writer) {
 			}
 		}
 	}
+	return v
+}
+
+func printVersion(w io.Writer) {
+	v := versionString()
 	fmt.Fprintf(w, "blockport %s %s %s/%s backstores: %s\n", v, runtime.Version(), runtime.GOOS, runtime.GOARCH,
 		strings.Join(backstore.Kinds(), ","))
 }

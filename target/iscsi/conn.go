@@ -19,8 +19,10 @@ import (
 type conn struct {
 	svc  *Service
 	nc   net.Conn
-	tpgt uint16
+	tpgt uint16 // the portal's tag; at login, the tag of the target's group that holds it
 	log  *slog.Logger
+	// portal is the portal that accepted the connection; read-only.
+	portal Portal
 
 	r *Reader // owned by the reader goroutine
 	w *Writer // owned by the login, then by the writer goroutine
@@ -93,7 +95,7 @@ func newConn(svc *Service, nc net.Conn, tpgt uint16) *conn {
 		svc:     svc,
 		nc:      nc,
 		tpgt:    tpgt,
-		log:     svc.log.With("remote", nc.RemoteAddr().String()),
+		log:     svc.log.With("remote", nc.RemoteAddr().String(), "portal", nc.LocalAddr().String()),
 		r:       NewReader(nc),
 		w:       NewWriter(nc),
 		quit:    make(chan struct{}),
@@ -133,9 +135,10 @@ func (c *conn) serve(ctx context.Context) {
 	res, err := c.login()
 	c.inLogin.Store(false)
 	c.svc.guard.loginEnded(sourceOf(c.nc.RemoteAddr()))
+	c.svc.observeLogin(loginResultOf(err))
 	if err != nil {
 		if !errors.Is(err, io.EOF) {
-			c.log.Info("login failed", "err", err)
+			c.log.Info("login failed", "result", loginResultOf(err).String(), "err", err)
 		}
 		return
 	}
@@ -576,6 +579,11 @@ func (c *conn) handleLogout(h *BHS) error {
 // is logged above debug level.
 func (c *conn) noteMalformed(action, why string) {
 	c.svc.malformed.Add(1)
+	if action == "reject" {
+		c.svc.observeReject("reject")
+	} else {
+		c.svc.observeReject("close")
+	}
 	if c.malformedSeen {
 		c.log.Debug("malformed PDU", "action", action, "why", why)
 		return

@@ -117,6 +117,13 @@ func (c *conn) appendSendTargets(dst []byte, which string) []byte {
 		}
 		dst = AppendText(dst, KeyValue{Key: "TargetName", Value: t.Name})
 		for _, p := range portals {
+			// Every portal of every portal group of the target, with
+			// that group's tag (RFC 7143 Appendix C).
+			tag, ok := t.tagFor(p)
+			if !ok {
+				continue
+			}
+			p.TPGT = tag
 			dst = AppendText(dst, KeyValue{Key: "TargetAddress", Value: c.portalAddress(p)})
 		}
 	}

@@ -41,14 +41,14 @@ type fabric struct {
 	addr string
 }
 
-func startFabric(t *testing.T, opts Options) *fabric {
+func startFabric(t testing.TB, opts Options) *fabric {
 	t.Helper()
 	return startFabricWith(t, opts, nil)
 }
 
 // startFabricWith lets a test adjust the target (Admit, Auth) before the
 // service starts.
-func startFabricWith(t *testing.T, opts Options, adjust func(*Target)) *fabric {
+func startFabricWith(t testing.TB, opts Options, adjust func(*Target)) *fabric {
 	t.Helper()
 	store, err := backstore.Open(backstore.Options{Kind: "memory", Size: 8 << 20, BlockSize: 512})
 	if err != nil {
@@ -101,7 +101,7 @@ func startFabricWith(t *testing.T, opts Options, adjust func(*Target)) *fabric {
 }
 
 type initiator struct {
-	t      *testing.T
+	t      testing.TB
 	nc     net.Conn
 	r      *Reader
 	w      *Writer
@@ -113,7 +113,7 @@ type initiator struct {
 	maxSeg int
 }
 
-func dial(t *testing.T, f *fabric) *initiator {
+func dial(t testing.TB, f *fabric) *initiator {
 	t.Helper()
 	nc, err := net.DialTimeout("tcp", f.addr, 5*time.Second)
 	if err != nil {

@@ -299,6 +299,15 @@ func (c *conn) loginKeys(st *loginState, kvs []KeyValue) ([]KeyValue, error) {
 				return nil, loginErrorf(loginClassInitiatorErr, loginDetailAuthzFailure,
 					"initiator %q may not log in to %q", st.initiator, st.targetName)
 			}
+			// A target with portal groups is reached only through their
+			// portals (RFC 7143 4.4.1: a target portal group is the set of
+			// portals a session may use); the tag is that group's.
+			tag, ok := t.tagFor(c.portal)
+			if !ok {
+				return nil, loginErrorf(loginClassInitiatorErr, loginDetailNotFound,
+					"target %q is not served through portal %s", st.targetName, c.portal.Listen)
+			}
+			c.tpgt = tag
 			st.target = t
 			if t.Auth != nil {
 				st.auth = t.Auth(st.initiator)

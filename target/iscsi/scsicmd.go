@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"sync/atomic"
+	"time"
 
 	"github.com/blockport/blockport/backstore"
 	"github.com/blockport/blockport/target/scsi"
@@ -34,7 +35,12 @@ type task struct {
 	received  int    // bytes of data-out stored so far
 	state     taskState
 	aborted   atomic.Bool
-	done      chan struct{} // closed when the task has completed or was dropped
+	// cancel ends the context of an executing task, so that a long
+	// command (a SANITIZE waiting for its end, a large copy) stops when
+	// the task is aborted. Set with state under conn.mu.
+	cancel  context.CancelFunc
+	done    chan struct{} // closed when the task has completed or was dropped
+	arrived time.Time     // when the command PDU was taken up (latency metrics)
 
 	// Unsolicited data (RFC 7143 4.2.5.2: immediate data plus Data-Out with
 	// TTT 0xffffffff up to FirstBurstLength). Owned by the reader goroutine.
@@ -115,6 +121,7 @@ func (c *conn) handleSCSICommand(hdr *Header, queuedData []byte, queued bool) er
 		edtl:      req.ExpectedDataTransferLength,
 		cdb:       req.CDB,
 		done:      make(chan struct{}),
+		arrived:   time.Now(),
 	}
 	cdb := t.cdb[:]
 	if len(hdr.AHS) > 0 {
@@ -350,8 +357,11 @@ func (c *conn) startTask(t *task) {
 		return
 	}
 	t.state = taskExecuting
+	ctx, cancel := context.WithCancel(context.Background())
+	t.cancel = cancel
 	c.mu.Unlock()
 	if t.prepErr != nil {
+		cancel()
 		c.complete(t, 0, t.prepErr)
 		return
 	}
@@ -364,7 +374,8 @@ func (c *conn) startTask(t *task) {
 	c.wg.Add(1)
 	go func() {
 		defer c.wg.Done()
-		n, err := dev.Execute(context.Background(), &t.cmd)
+		n, err := dev.Execute(ctx, &t.cmd)
+		cancel()
 		c.complete(t, n, err)
 	}()
 }
@@ -383,6 +394,7 @@ func (c *conn) complete(t *task, n int, err error) {
 		c.releaseTask(t)
 		return
 	}
+	c.sess.target.Device.Completed(&t.cmd, n, err, time.Since(t.arrived))
 	status, sense := scsi.StatusOf(err)
 
 	// Residuals (RFC 7143 11.4.5): writes against the CDB's length, reads

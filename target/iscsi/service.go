@@ -23,12 +23,29 @@ type Target struct {
 	// Auth tells what an admitted initiator must prove (CHAP); nil or a
 	// zero AuthPolicy means nothing.
 	Auth func(initiator string) AuthPolicy
+	// PortalGroup places a portal (by its Portal.Listen) in one of the
+	// target's portal groups: the tag, or ok=false when the target is not
+	// reached through that portal. nil: every portal, with its own TPGT.
+	PortalGroup func(listen string) (tpgt uint16, ok bool)
 }
 
 // Portal is one network portal with its target portal group tag.
 type Portal struct {
 	Addr string // host:port as listened on
-	TPGT uint16
+	TPGT uint16 // the tag of targets without portal groups (Target.PortalGroup nil)
+	// Listen is the configured address the portal was made from (Addr
+	// may differ: host:0 becomes the port the kernel chose). Targets name
+	// their portal groups' portals by it.
+	Listen string
+}
+
+// tagFor returns the portal group tag of portal p for target t, or false
+// when t is not reached through p.
+func (t *Target) tagFor(p Portal) (uint16, bool) {
+	if t.PortalGroup == nil {
+		return p.TPGT, true
+	}
+	return t.PortalGroup(p.Listen)
 }
 
 // Registry is the fabric's view of the core: implemented by package target.
@@ -81,6 +98,7 @@ type Service struct {
 
 	guard     *loginGuard
 	malformed atomic.Uint64 // PDUs rejected or that closed a connection
+	obs       Observer      // set before serving (observe.go); may be nil
 }
 
 // sessionKey identifies a session for reinstatement: RFC 7143 4.4.3, the
@@ -137,6 +155,14 @@ func NewService(reg Registry, opts Options) *Service {
 // ServeConn runs one connection until it ends. tpgt is the portal group of
 // the portal that accepted it.
 func (s *Service) ServeConn(ctx context.Context, nc net.Conn, tpgt uint16) {
+	s.ServePortal(ctx, nc, Portal{TPGT: tpgt})
+}
+
+// ServePortal runs one connection accepted on portal p until it ends. A
+// normal session's portal group tag comes from its target's portal groups
+// (Target.PortalGroup), else from p.TPGT.
+func (s *Service) ServePortal(ctx context.Context, nc net.Conn, p Portal) {
+	tpgt := p.TPGT
 	src := sourceOf(nc.RemoteAddr())
 	if !s.guard.admit(src, s.opts.MaxConnections, s.opts.MaxLoginsPerSource) {
 		// Over a limit: close at once, before reading anything, and say
@@ -146,6 +172,7 @@ func (s *Service) ServeConn(ctx context.Context, nc net.Conn, tpgt uint16) {
 		return
 	}
 	c := newConn(s, nc, tpgt)
+	c.portal = p
 	c.inLogin.Store(true)
 	defer func() { s.guard.closed(src, c.inLogin.Load()) }()
 	s.mu.Lock()

@@ -15,6 +15,7 @@ func (c *conn) handleTaskMgmt(h *BHS) error {
 	respond := func(code uint8) {
 		p := getOutPDU()
 		r := TaskMgmtResponse{Response: code, ITT: req.ITT}
+		c.svc.observeTMF(req.Function&0x7f, code)
 		r.Encode(&p.hdr)
 		p.advanceSN = true
 		c.send(p)
@@ -98,7 +99,8 @@ func (c *conn) handleTaskMgmt(h *BHS) error {
 
 // abortTasks marks this connection's matching tasks aborted and returns
 // channels that close when each has stopped. Tasks still waiting for data are
-// dropped at once by their reader; executing ones finish their I/O and their
+// dropped at once by their reader; executing ones have their context
+// cancelled, finish their I/O or stop at their next check, and their
 // response is suppressed.
 func (c *conn) abortTasks(match func(*task) bool) []chan struct{} {
 	c.mu.Lock()
@@ -110,6 +112,7 @@ func (c *conn) abortTasks(match func(*task) bool) []chan struct{} {
 		}
 		t.aborted.Store(true)
 		if t.state == taskExecuting {
+			t.cancel() // commands that run long stop at their next check
 			waits = append(waits, t.done)
 		} else {
 			delete(c.tasks, itt)

@@ -23,6 +23,9 @@ type Device struct {
 	lus     map[uint64]*LU   // guarded by mu
 	masking *compiledMasking // nil: every initiator sees every LUN; guarded by mu
 	aborter taskAborterSlot  // PREEMPT AND ABORT reaches the fabric through it (pr.go)
+
+	// portGroups: target port groups and their ALUA states (alua.go).
+	portGroups portGroupsSlot
 }
 
 // NewDevice returns a device with no logical units. name is used in messages.
@@ -130,12 +133,19 @@ func (d *Device) Prepare(cmd *Command) error {
 	if err != nil {
 		return lu.senseErr(err)
 	}
+	if !op.supportedOn(lu) {
+		return lu.senseErr(op.notSupported())
+	}
 	if len(cmd.CDB) < op.cdbLen {
 		return lu.senseErr(sense.InvalidFieldInCDB(len(cmd.CDB), -1))
 	}
 	cmd.op, cmd.lu = op, lu
 
 	if lu != nil {
+		// SBC-4 4.11: a sanitize in progress answers first (sanitize.go).
+		if err := lu.sanitizeBusy(op); err != nil {
+			return lu.senseErr(err)
+		}
 		st := lu.ua.state(cmd.Nexus)
 		cmd.ua = st
 		// SAM-5 / SPC-5 (UA_INTLCK_CTRL=00b): report a pending UA on
@@ -145,6 +155,10 @@ func (d *Device) Prepare(cmd *Command) error {
 			if ua := lu.ua.pop(st); ua != nil {
 				return lu.senseErr(ua)
 			}
+		}
+		// SPC-5 5.16.2.4: the access state of the target port (alua.go).
+		if err := d.checkAccessState(cmd, op); err != nil {
+			return lu.senseErr(err)
 		}
 		// SPC-5 5.14.1: then the reservation rules (pr.go).
 		if err := lu.checkReservation(cmd, op); err != nil {
@@ -163,6 +177,9 @@ func (d *Device) Prepare(cmd *Command) error {
 		// SAM-5: after the unit attention, a logical unit that cannot
 		// run the command now (no medium, sanitize) says NOT READY.
 		if err := lu.readyFor(op); err != nil {
+			return lu.senseErr(err)
+		}
+		if err := lu.sanitizeFailure(op); err != nil {
 			return lu.senseErr(err)
 		}
 	}
@@ -275,5 +292,6 @@ func (d *Device) NexusLoss(n *Nexus) {
 		lu.ua.forget(*n)
 		lu.media.allow(n)
 		lu.pr.NexusLoss(prNexus(n))
+		lu.copies.forget(*n)
 	}
 }

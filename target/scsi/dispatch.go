@@ -3,6 +3,7 @@ package scsi
 import (
 	"context"
 
+	"github.com/blockport/blockport/target/scsi/alua"
 	"github.com/blockport/blockport/target/scsi/pr"
 	"github.com/blockport/blockport/target/scsi/sense"
 )
@@ -72,9 +73,30 @@ type opDesc struct {
 	// partialDataOK: with less data-out than TransferLength, process the
 	// whole blocks received (writes) instead of refusing the command.
 	partialDataOK bool
+	// alua: through which target port access states the command runs
+	// (SPC-5 5.16.2.4); the zero value needs an active state (alua.go).
+	alua alua.Access
 
 	parse func(lu *LU, cmd *Command) error
 	exec  func(ctx context.Context, d *Device, cmd *Command) (int, error)
+	// supported, when set, tells whether the LU offers the command (a
+	// capability of its backstore); where it does not, the command is
+	// unknown there, and REPORT SUPPORTED OPERATION CODES leaves it out.
+	supported func(lu *LU) bool
+}
+
+// supportedOn reports whether lu offers the command; lu may be nil.
+func (o *opDesc) supportedOn(lu *LU) bool {
+	return o.supported == nil || lu == nil || o.supported(lu)
+}
+
+// notSupported is what a command the LU does not offer gets, as for an
+// opcode or service action missing from the table.
+func (o *opDesc) notSupported() error {
+	if o.hasSA {
+		return sense.InvalidFieldInCDB(1, 4)
+	}
+	return sense.InvalidOpcode()
 }
 
 // opEntry is the table slot of one opcode: a descriptor, or descriptors by
@@ -92,7 +114,7 @@ var ops = []*opDesc{
 	{name: "TEST UNIT READY", op: opTestUnitReady, cdbLen: 6,
 		usage: []byte{0x00, 0x00, 0x00, 0x00, 0x00, 0x00},
 		parse: parseNoData, exec: execNothing},
-	{name: "REQUEST SENSE", op: opRequestSense, cdbLen: 6, anyLUN: true, noUA: true,
+	{name: "REQUEST SENSE", op: opRequestSense, cdbLen: 6, anyLUN: true, noUA: true, alua: alua.AnyState,
 		usage: []byte{0x03, 0x01, 0x00, 0x00, 0xFF, 0x00},
 		parse: parseRequestSense, exec: execRequestSense},
 	{name: "READ(6)", op: opRead6, cdbLen: 6, blockIO: true, xferLenAt: 4,
@@ -101,7 +123,7 @@ var ops = []*opDesc{
 	{name: "WRITE(6)", op: opWrite6, cdbLen: 6, blockIO: true, writes: true, xferLenAt: 4, partialDataOK: true,
 		usage: []byte{0x0A, 0x1F, 0xFF, 0xFF, 0xFF, 0x00},
 		parse: parseRW6, exec: execWrite},
-	{name: "INQUIRY", op: opInquiry, cdbLen: 6, anyLUN: true, noUA: true,
+	{name: "INQUIRY", op: opInquiry, cdbLen: 6, anyLUN: true, noUA: true, alua: alua.AnyState,
 		usage: []byte{0x12, 0x01, 0xFF, 0xFF, 0xFF, 0x00},
 		parse: parseInquiry, exec: execInquiry},
 	{name: "RESERVE(6)", op: opReserve6, cdbLen: 6, // pr.go
@@ -110,10 +132,10 @@ var ops = []*opDesc{
 	{name: "RELEASE(6)", op: opRelease6, cdbLen: 6,
 		usage: []byte{opRelease6, 0x00, 0x00, 0x00, 0x00, 0x00},
 		parse: parseReserveRelease, exec: execRelease},
-	{name: "MODE SELECT(6)", op: opModeSelect6, cdbLen: 6, noMedium: true,
+	{name: "MODE SELECT(6)", op: opModeSelect6, cdbLen: 6, noMedium: true, alua: alua.StandbyOK,
 		usage: []byte{0x15, 0x10, 0x00, 0x00, 0xFF, 0x00},
 		parse: parseModeSelect, exec: execModeSelect},
-	{name: "MODE SENSE(6)", op: opModeSense6, cdbLen: 6, noMedium: true,
+	{name: "MODE SENSE(6)", op: opModeSense6, cdbLen: 6, noMedium: true, alua: alua.StandbyOK,
 		usage: []byte{0x1A, 0x08, 0xFF, 0xFF, 0xFF, 0x00},
 		parse: parseModeSense, exec: execModeSense},
 	{name: "START STOP UNIT", op: opStartStopUnit, cdbLen: 6, noMedium: true,
@@ -158,13 +180,22 @@ var ops = []*opDesc{
 	{name: "UNMAP", op: opUnmap, cdbLen: 10, blockIO: true, writes: true, // block I/O with no LBA range in the CDB
 		usage: []byte{0x42, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0xFF, 0xFF, 0x00},
 		parse: parseUnmap, exec: execUnmap},
-	{name: "LOG SENSE", op: opLogSense, cdbLen: 10, noMedium: true,
+	{name: "SANITIZE(OVERWRITE)", op: opSanitize, sa: saSanitizeOverwrite, hasSA: true, cdbLen: 10, // sanitize.go
+		usage: []byte{0x48, 0xA0 | saSanitizeOverwrite, 0x00, 0x00, 0x00, 0x00, 0x00, 0xFF, 0xFF, 0x00},
+		parse: parseSanitize, exec: execSanitize},
+	{name: "SANITIZE(BLOCK ERASE)", op: opSanitize, sa: saSanitizeBlockErase, hasSA: true, cdbLen: 10,
+		usage: []byte{0x48, 0xA0 | saSanitizeBlockErase, 0x00, 0x00, 0x00, 0x00, 0x00, 0xFF, 0xFF, 0x00},
+		parse: parseSanitize, exec: execSanitize, supported: (*LU).canBlockErase},
+	{name: "SANITIZE(EXIT FAILURE MODE)", op: opSanitize, sa: saSanitizeExitFailure, hasSA: true, cdbLen: 10,
+		usage: []byte{0x48, 0xA0 | saSanitizeExitFailure, 0x00, 0x00, 0x00, 0x00, 0x00, 0xFF, 0xFF, 0x00},
+		parse: parseSanitize, exec: execSanitize},
+	{name: "LOG SENSE", op: opLogSense, cdbLen: 10, noMedium: true, alua: alua.StandbyOK,
 		usage: []byte{0x4D, 0x01, 0xFF, 0xFF, 0x00, 0xFF, 0xFF, 0xFF, 0xFF, 0x00},
 		parse: parseLogSense, exec: execLogSense},
-	{name: "MODE SELECT(10)", op: opModeSelect10, cdbLen: 10, noMedium: true,
+	{name: "MODE SELECT(10)", op: opModeSelect10, cdbLen: 10, noMedium: true, alua: alua.StandbyOK,
 		usage: []byte{0x55, 0x10, 0x00, 0x00, 0x00, 0x00, 0x00, 0xFF, 0xFF, 0x00},
 		parse: parseModeSelect, exec: execModeSelect},
-	{name: "MODE SENSE(10)", op: opModeSense10, cdbLen: 10, noMedium: true,
+	{name: "MODE SENSE(10)", op: opModeSense10, cdbLen: 10, noMedium: true, alua: alua.StandbyOK,
 		usage: []byte{0x5A, 0x18, 0xFF, 0xFF, 0x00, 0x00, 0x00, 0xFF, 0xFF, 0x00},
 		parse: parseModeSense, exec: execModeSense},
 	prInOp(pr.ReadKeys, "PERSISTENT RESERVE IN(READ KEYS)"), // pr.go
@@ -179,6 +210,13 @@ var ops = []*opDesc{
 	prOutOp(uint16(pr.PreemptAndAbort), "PERSISTENT RESERVE OUT(PREEMPT AND ABORT)"),
 	prOutOp(uint16(pr.RegisterAndIgnore), "PERSISTENT RESERVE OUT(REGISTER AND IGNORE EXISTING KEY)"),
 	prOutOp(uint16(pr.RegisterAndMove), "PERSISTENT RESERVE OUT(REGISTER AND MOVE)"),
+	{name: "EXTENDED COPY(LID1)", op: opExtendedCopy, sa: saExtendedCopyLID1, hasSA: true, cdbLen: 16, // xcopy.go
+		usage: []byte{0x83, saExtendedCopyLID1, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0xFF, 0xFF, 0xFF, 0xFF, 0x00, 0x00},
+		parse: parseExtendedCopy, exec: execExtendedCopy},
+	receiveCopyResultsOp(saCopyStatus, "RECEIVE COPY RESULTS(COPY STATUS)"),
+	receiveCopyResultsOp(saReceiveData, "RECEIVE COPY RESULTS(RECEIVE DATA)"),
+	receiveCopyResultsOp(saOperatingParameters, "RECEIVE COPY RESULTS(OPERATING PARAMETERS)"),
+	receiveCopyResultsOp(saFailedSegmentDetails, "RECEIVE COPY RESULTS(FAILED SEGMENT DETAILS)"),
 	{name: "READ(16)", op: opRead16, cdbLen: 16, blockIO: true, xferLenAt: 10,
 		usage: []byte{0x88, 0x18, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x00, 0x00},
 		parse: parseRW16, exec: execRead},
@@ -215,7 +253,7 @@ var ops = []*opDesc{
 	{name: "GET LBA STATUS", op: opServiceActionIn16, sa: saGetLBAStatus, hasSA: true, cdbLen: 16, // provisioning.go
 		usage: []byte{0x9E, saGetLBAStatus, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x00, 0x00},
 		parse: parseGetLBAStatus, exec: execGetLBAStatus},
-	{name: "REPORT LUNS", op: opReportLUNs, cdbLen: 12, anyLUN: true, noUA: true,
+	{name: "REPORT LUNS", op: opReportLUNs, cdbLen: 12, anyLUN: true, noUA: true, alua: alua.AnyState,
 		usage: []byte{0xA0, 0x00, 0xFF, 0x00, 0x00, 0x00, 0xFF, 0xFF, 0xFF, 0xFF, 0x00, 0x00},
 		parse: parseReportLUNs, exec: execReportLUNs},
 	{name: "REPORT SUPPORTED OPERATION CODES", op: opMaintenanceIn, sa: saReportSupportedOps, hasSA: true, cdbLen: 12, noMedium: true,
@@ -224,6 +262,12 @@ var ops = []*opDesc{
 	{name: "REPORT SUPPORTED TASK MANAGEMENT FUNCTIONS", op: opMaintenanceIn, sa: saReportSupportedTM, hasSA: true, cdbLen: 12, noMedium: true,
 		usage: []byte{0xA3, saReportSupportedTM, 0x80, 0x00, 0x00, 0x00, 0xFF, 0xFF, 0xFF, 0xFF, 0x00, 0x00},
 		parse: parseReportSupportedTMFs, exec: execReportSupportedTMFs},
+	{name: "REPORT TARGET PORT GROUPS", op: opMaintenanceIn, sa: saReportTPG, hasSA: true, cdbLen: 12, noMedium: true, alua: alua.AnyState, // alua.go
+		usage: []byte{0xA3, 0xE0 | saReportTPG, 0x00, 0x00, 0x00, 0x00, 0xFF, 0xFF, 0xFF, 0xFF, 0x00, 0x00},
+		parse: parseReportTPG, exec: execReportTPG},
+	{name: "SET TARGET PORT GROUPS", op: opMaintenanceOut, sa: saSetTPG, hasSA: true, cdbLen: 12, noMedium: true, alua: alua.AnyState,
+		usage: []byte{0xA4, saSetTPG, 0x00, 0x00, 0x00, 0x00, 0xFF, 0xFF, 0xFF, 0xFF, 0x00, 0x00},
+		parse: parseSetTPG, exec: execSetTPG},
 	{name: "READ(12)", op: opRead12, cdbLen: 12, blockIO: true, xferLenAt: 6,
 		usage: []byte{0xA8, 0x18, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x00, 0x00},
 		parse: parseRW12, exec: execRead},

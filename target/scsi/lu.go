@@ -73,6 +73,11 @@ type LU struct {
 	media mediaState   // removable medium and PREVENT ALLOW state (removable.go)
 	modes modeState    // MODE SELECT changeable parameters (modeselect.go)
 	prov  provisioning // thin provisioning capabilities (provisioning.go)
+
+	copies copyManager   // EXTENDED COPY list identifiers and results (xcopy.go)
+	san    sanitizeState // SANITIZE in progress or failed (sanitize.go)
+
+	stats luStats // command counters and latency, atomics (stats.go)
 }
 
 // NewLU validates cfg, fills defaults and builds the LU's fixed responses.

@@ -12,6 +12,7 @@ import (
 	"errors"
 	"sync/atomic"
 
+	"github.com/blockport/blockport/target/scsi/alua"
 	"github.com/blockport/blockport/target/scsi/pr"
 	"github.com/blockport/blockport/target/scsi/sense"
 )
@@ -214,13 +215,13 @@ func execRelease(ctx context.Context, d *Device, cmd *Command) (int, error) {
 
 // prOps are the dispatch table rows of this file.
 func prInOp(sa uint16, name string) *opDesc {
-	return &opDesc{name: name, op: opPersistentReserveIn, sa: sa, hasSA: true, cdbLen: 10,
+	return &opDesc{name: name, op: opPersistentReserveIn, sa: sa, hasSA: true, cdbLen: 10, alua: alua.StandbyOK,
 		usage: []byte{opPersistentReserveIn, byte(sa), 0, 0, 0, 0, 0, 0xFF, 0xFF, 0x00},
 		parse: parsePRIn, exec: execPRIn}
 }
 
 func prOutOp(sa uint16, name string) *opDesc {
-	return &opDesc{name: name, op: opPersistentReserveOut, sa: sa, hasSA: true, cdbLen: 10,
+	return &opDesc{name: name, op: opPersistentReserveOut, sa: sa, hasSA: true, cdbLen: 10, alua: alua.StandbyOK,
 		usage: []byte{opPersistentReserveOut, byte(sa), 0xFF, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0x00},
 		parse: parsePROut, exec: execPROut}
 }

@@ -62,6 +62,8 @@ func execInquiry(ctx context.Context, d *Device, cmd *Command) (int, error) {
 		return putOut(cmd, noLUSupportedPages[:]), nil
 	case lu == nil:
 		return putOut(cmd, noLUInquiry), nil
+	case cmd.args.evpd && cmd.args.page == vpdDeviceID:
+		return putOut(cmd, lu.deviceIDPage(cmd.Nexus)), nil // with the target port's designators (alua.go)
 	case cmd.args.evpd:
 		return putOut(cmd, lu.vpd[cmd.args.page]), nil
 	default:
@@ -116,6 +118,8 @@ func (lu *LU) buildStandardInquiry() []byte {
 	if lu.cfg.Removable {
 		b[1] |= 0x80 // RMB: removable medium (removable.go)
 	}
+	b[5] |= 0x30 // TPGS=11b: implicit and explicit ALUA (alua.go)
+	b[5] |= 0x08 // 3PC: the LU is an EXTENDED COPY copy manager (xcopy.go)
 	return b
 }
 
@@ -151,9 +155,15 @@ func execRequestSense(ctx context.Context, d *Device, cmd *Command) (int, error)
 	switch {
 	case cmd.lu == nil:
 		e = sense.LUNotSupported()
+	case cmd.lu.san.running.Load():
+		// SBC-4 4.11: the progress of a running sanitize (sanitize.go).
+		e = sense.SanitizeInProgress(uint16(cmd.lu.san.progress.Load()))
 	default:
 		if e = cmd.lu.ua.pop(cmd.ua); e == nil {
 			e = sense.NoSense()
+			if cmd.lu.san.failedMode() {
+				e = sense.SanitizeFailed()
+			}
 		}
 	}
 	var buf [sense.MaxDescLen]byte
@@ -259,6 +269,9 @@ func execReportSupportedOps(ctx context.Context, d *Device, cmd *Command) (int, 
 	if a.rsocOpts == 0 {
 		resp = make([]byte, 4, 4+len(supportedOps)*20)
 		for _, o := range supportedOps {
+			if !o.supportedOn(cmd.lu) {
+				continue
+			}
 			var desc [8]byte
 			desc[0] = o.op
 			if o.hasSA {
@@ -284,7 +297,7 @@ func execReportSupportedOps(ctx context.Context, d *Device, cmd *Command) (int, 
 	} else if e.bySA == nil {
 		o = e.desc
 	}
-	if o == nil {
+	if o == nil || !o.supportedOn(cmd.lu) {
 		// SUPPORT 001b: not supported, no CDB usage data.
 		resp = []byte{0, 0x01, 0, 0}
 		return putOut(cmd, resp), nil

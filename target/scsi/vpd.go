@@ -21,8 +21,9 @@ func (lu *LU) buildVPD() map[uint8][]byte {
 		vpdUnitSerial:          lu.vpdUnitSerial(),
 		vpdDeviceID:            lu.vpdDeviceID(),
 		vpdBlockLimits:         lu.vpdBlockLimits(),
-		vpdBlockCharacteristic: vpdBlockCharacteristics(),
+		vpdBlockCharacteristic: lu.vpdBlockCharacteristics(),
 		vpdProvisioning:        lu.vpdLogicalBlockProvisioning(),
+		vpdThirdPartyCopy:      vpdThirdPartyCopyPage(), // xcopy.go
 	}
 	codes := []byte{vpdSupportedPages}
 	for c := range pages {
@@ -81,8 +82,14 @@ func (lu *LU) vpdBlockLimits() []byte {
 }
 
 // Block Device Characteristics (SBC-4).
-func vpdBlockCharacteristics() []byte {
+func (lu *LU) vpdBlockCharacteristics() []byte {
 	body := make([]byte, 0x3C)
 	binary.BigEndian.PutUint16(body[0:2], 0x0001) // MEDIUM ROTATION RATE 1: non-rotating medium
+	if lu.canBlockErase() {
+		// WABEREQ 01b: a read after SANITIZE BLOCK ERASE succeeds (the
+		// blocks read as zeros) (sanitize.go). WACEREQ stays 00b: no
+		// CRYPTOGRAPHIC ERASE.
+		body[3] |= 0x40
+	}
 	return vpdPage(vpdBlockCharacteristic, body)
 }

@@ -15,6 +15,7 @@ const (
 func init() {
 	for code, name := range map[uint16]string{
 		0x041B: "LOGICAL UNIT NOT READY, SANITIZE IN PROGRESS",
+		0x0016: "OPERATION IN PROGRESS",
 		0x0D02: "COPY TARGET DEVICE NOT REACHABLE",
 		0x2606: "TOO MANY TARGET DESCRIPTORS",
 		0x2607: "UNSUPPORTED TARGET DESCRIPTOR TYPE CODE",
@@ -77,3 +78,19 @@ func UnsupportedSegmentDescriptorType(byteOffset int) *Error {
 	e.Field = &FieldPointer{Byte: uint16(byteOffset), Bit: -1}
 	return e
 }
+
+// CopyAborted: COPY ABORTED, NO ADDITIONAL SENSE INFORMATION (00h/00h): a
+// segment of an EXTENDED COPY failed while it was being processed (SPC-4:
+// errors after segment processing began are reported as COPY ABORTED).
+// field, when not nil, is the segment pointer: the byte of the parameter
+// list that describes what failed (SD=0).
+func CopyAborted(field *FieldPointer) *Error {
+	e := New(KeyCopyAborted, ascNoAdditionalInfo, 0)
+	e.Field = field
+	return e
+}
+
+// OperationInProgress: ILLEGAL REQUEST, OPERATION IN PROGRESS (00h/16h): an
+// EXTENDED COPY reuses the list identifier of a copy of the same I_T nexus
+// that is still running (SPC-4).
+func OperationInProgress() *Error { return New(KeyIllegalRequest, ascNoAdditionalInfo, 0x16) }
