@@ -33,7 +33,9 @@ type conn struct {
 	params    Params // negotiated; read-only after login
 	window    cmdWindow
 
-	out      chan *outPDU  // to the writer goroutine
+	outq     outQueue      // responses waiting for the socket
+	kick     chan struct{} // wakes the writer goroutine (buffered, 1)
+	stopW    chan struct{} // closed to stop the writer goroutine
 	quit     chan struct{} // closed when the connection is going down
 	done     chan struct{} // closed when serve has returned
 	quitOnce sync.Once
@@ -159,21 +161,24 @@ func (c *conn) serve(ctx context.Context) {
 	c.w.SetDigests(c.params.HeaderDigest, c.params.DataDigest)
 	c.r.SetMaxRecvDataSegmentLength(int(c.params.MaxRecvDataSegmentLength))
 	c.window.init(st.cmdSN, c.svc.opts.QueueDepth)
-	c.out = make(chan *outPDU, 256)
+	c.outq.statSN = st.statSN
+	c.kick = make(chan struct{}, 1)
+	c.stopW = make(chan struct{})
 	c.lastRecv.Store(time.Now().UnixNano())
 
 	writerDone := make(chan struct{})
-	go c.writeLoop(st.statSN, writerDone)
+	go c.writeLoop(writerDone)
 	c.goSender(c.pingLoop)
 
 	rerr := c.readLoop(ctx)
 
 	// Tear down: stop reading, let running commands finish (their responses
-	// are dropped if the socket is gone), then stop the writer.
+	// are dropped if the socket is gone), then let the writer send what is
+	// left and stop.
 	c.closeWith(connErrorf("reader stopped"))
 	c.dropWaitingTasks()
 	c.wg.Wait()
-	close(c.out)
+	close(c.stopW)
 	<-writerDone
 	if c.sess != nil {
 		c.svc.unregister(c.sess.key, c.sess)
@@ -382,79 +387,166 @@ func (c *conn) goSender(f func()) {
 	}()
 }
 
-// send queues a PDU for the writer. It never blocks forever: when the
-// connection is going down the PDU is dropped (and its onSent still runs).
-func (c *conn) send(p *outPDU) {
-	select {
-	case c.out <- p:
-	case <-c.quit:
-		// The writer may still be draining; try without blocking once more.
-		select {
-		case c.out <- p:
-		default:
-			if p.onSent != nil {
-				p.onSent()
-			}
-			outPDUPool.Put(p)
-		}
-	}
+// outQueue serialises PDUs onto the socket. StatSN, ExpCmdSN and MaxCmdSN
+// are filled in queue order under mu, so they are in wire order. Whoever
+// finds the queue idle and may write becomes the flusher and sends batches
+// (one writev each) until the queue is empty; PDUs queued meanwhile ride
+// along in the next batch.
+type outQueue struct {
+	mu       sync.Mutex
+	pending  []*outPDU // guarded by mu
+	spare    []*outPDU // guarded by mu; the other half of a double buffer
+	flushing bool      // guarded by mu: a flusher owns the Writer
+	stopped  bool      // guarded by mu: the socket is done; PDUs are dropped
+	statSN   uint32    // guarded by mu
 }
 
-// writeLoop is the writer goroutine: it owns StatSN and the socket's write
-// side, and sends everything queued in one writev per batch.
-func (c *conn) writeLoop(statSN uint32, done chan<- struct{}) {
-	defer close(done)
-	var batch []*outPDU
-	broken := false
+// send queues a PDU and leaves the writing to the writer goroutine. The
+// reader goroutine must use it: if the reader blocked in a write while the
+// initiator blocked writing data to us, neither would ever read.
+func (c *conn) send(p *outPDU) { c.enqueue(p, false) }
+
+// sendInline queues a PDU and, when no one is writing, writes it (and
+// whatever else is queued) from the calling goroutine, saving a hand-off to
+// the writer goroutine. For executors, whose initiator waits for the answer.
+func (c *conn) sendInline(p *outPDU) { c.enqueue(p, true) }
+
+func (c *conn) enqueue(p *outPDU, inline bool) {
+	c.push(p)
+	c.flush(inline)
+}
+
+// push queues a PDU without writing; flush must follow.
+func (c *conn) push(p *outPDU) {
+	q := &c.outq
+	q.mu.Lock()
+	if q.stopped {
+		q.mu.Unlock()
+		releaseOut(p)
+		return
+	}
+	q.pending = append(q.pending, p)
+	q.mu.Unlock()
+}
+
+// flush gets what is queued written: by the caller when inline and no one is
+// writing, else by the writer goroutine (or the flusher already at work).
+func (c *conn) flush(inline bool) {
+	q := &c.outq
+	q.mu.Lock()
+	if q.flushing || len(q.pending) == 0 {
+		q.mu.Unlock()
+		return
+	}
+	if !inline {
+		q.mu.Unlock()
+		select {
+		case c.kick <- struct{}{}:
+		default:
+		}
+		return
+	}
+	q.flushing = true
+	c.flushLocked()
+}
+
+// flushLocked writes batches until the queue is empty. Called with q.mu held
+// and q.flushing set by the caller; returns with q.mu released.
+func (c *conn) flushLocked() {
+	q := &c.outq
+	var fail *ConnError
 	closeAfter := false
-	for p := range c.out {
-		batch = append(batch[:0], p)
-	drain:
-		for len(batch) < 64 {
-			select {
-			case q, ok := <-c.out:
-				if !ok {
-					break drain
-				}
-				batch = append(batch, q)
-			default:
-				break drain
-			}
-		}
+	for len(q.pending) > 0 && !q.stopped {
+		batch := q.pending
+		q.pending = q.spare[:0]
 		exp, max := c.window.current()
-		for _, q := range batch {
-			if !q.keepStatSN {
-				binary.BigEndian.PutUint32(q.hdr[24:28], statSN)
+		for _, x := range batch {
+			if !x.keepStatSN {
+				binary.BigEndian.PutUint32(x.hdr[24:28], q.statSN)
 			}
-			binary.BigEndian.PutUint32(q.hdr[28:32], exp)
-			binary.BigEndian.PutUint32(q.hdr[32:36], max)
-			if q.advanceSN {
-				statSN++
+			binary.BigEndian.PutUint32(x.hdr[28:32], exp)
+			binary.BigEndian.PutUint32(x.hdr[32:36], max)
+			if x.advanceSN {
+				q.statSN++
 			}
-			if !broken {
-				c.w.Queue(&q.hdr, q.data)
-			}
-			closeAfter = closeAfter || q.closeAfter
+			closeAfter = closeAfter || x.closeAfter
 		}
-		if !broken {
-			c.nc.SetWriteDeadline(time.Now().Add(c.svc.opts.NopTimeout))
-			if err := c.w.Flush(); err != nil {
-				broken = true
-				c.closeWith(connErrorf("write: %v", err))
-			}
+		q.mu.Unlock()
+		for _, x := range batch {
+			c.w.Queue(&x.hdr, x.data)
 		}
-		for _, q := range batch {
-			if q.onSent != nil {
-				q.onSent()
-			}
-			outPDUPool.Put(q)
+		c.nc.SetWriteDeadline(time.Now().Add(c.svc.opts.NopTimeout))
+		err := c.w.Flush()
+		for i, x := range batch {
+			releaseOut(x)
+			batch[i] = nil
 		}
-		if closeAfter && !broken {
-			broken = true
-			c.closeWith(connErrorf("logout"))
+		q.mu.Lock()
+		q.spare = batch[:0]
+		if err != nil {
+			q.stopped = true
+			fail = connErrorf("write: %v", err)
+		} else if closeAfter {
+			// Logout: the response is out; nothing more is sent.
+			q.stopped = true
+			fail = connErrorf("logout")
 			if tc, ok := c.nc.(*net.TCPConn); ok {
 				tc.CloseWrite()
 			}
+		}
+	}
+	var dropped []*outPDU
+	if q.stopped {
+		dropped, q.pending = q.pending, nil
+	}
+	q.flushing = false
+	q.mu.Unlock()
+	for _, x := range dropped {
+		releaseOut(x)
+	}
+	if fail != nil {
+		c.closeWith(fail)
+	}
+}
+
+func releaseOut(p *outPDU) {
+	if p.onSent != nil {
+		p.onSent()
+	}
+	outPDUPool.Put(p)
+}
+
+// writeLoop is the writer goroutine: it flushes what the reader queued (and
+// anything left when an inline flusher was busy) until stopW closes, then
+// sends what remains and marks the queue stopped.
+func (c *conn) writeLoop(done chan<- struct{}) {
+	defer close(done)
+	flush := func() {
+		q := &c.outq
+		q.mu.Lock()
+		if q.flushing || len(q.pending) == 0 {
+			q.mu.Unlock()
+			return
+		}
+		q.flushing = true
+		c.flushLocked()
+	}
+	for {
+		select {
+		case <-c.kick:
+			flush()
+		case <-c.stopW:
+			flush()
+			q := &c.outq
+			q.mu.Lock()
+			q.stopped = true
+			dropped := q.pending
+			q.pending = nil
+			q.mu.Unlock()
+			for _, x := range dropped {
+				releaseOut(x)
+			}
+			return
 		}
 	}
 }

@@ -362,7 +362,7 @@ func (c *conn) startTask(t *task) {
 	c.mu.Unlock()
 	if t.prepErr != nil {
 		cancel()
-		c.complete(t, 0, t.prepErr)
+		c.complete(t, 0, t.prepErr, false)
 		return
 	}
 	if t.cmd.Dir == scsi.DirWrite {
@@ -371,18 +371,35 @@ func (c *conn) startTask(t *task) {
 		t.cmd.Data = t.buf
 	}
 	dev := c.sess.target.Device
+	if c.window.inflight.Load() <= 1 && t.cmd.Dir == scsi.DirRead && t.cmd.TransferLength <= inlineExecMax {
+		// Queue depth 1 and a small read: nothing else is waiting to be
+		// read, and the initiator is waiting for this answer (so it reads
+		// while we write). Running it here saves two goroutine hand-offs.
+		n, err := dev.Execute(ctx, &t.cmd)
+		cancel()
+		c.complete(t, n, err, true)
+		return
+	}
 	c.wg.Add(1)
 	go func() {
 		defer c.wg.Done()
 		n, err := dev.Execute(ctx, &t.cmd)
 		cancel()
-		c.complete(t, n, err)
+		// The initiator waits for this answer: write it from here when the
+		// socket is idle rather than waking the writer goroutine.
+		c.complete(t, n, err, true)
 	}()
 }
 
+// inlineExecMax bounds the reads the reader goroutine runs itself at queue
+// depth 1: small enough that the answer fits the socket's send buffer.
+const inlineExecMax = 64 << 10
+
 // complete answers a task: Data-In with the status in the last PDU where
-// RFC 7143 11.7.3 allows it, else a SCSI Response with sense data.
-func (c *conn) complete(t *task, n int, err error) {
+// RFC 7143 11.7.3 allows it, else a SCSI Response with sense data. inline
+// says the caller may write to the socket itself (an executor goroutine;
+// never the reader, see send).
+func (c *conn) complete(t *task, n int, err error, inline bool) {
 	c.mu.Lock()
 	if c.tasks[t.itt] == t {
 		delete(c.tasks, t.itt)
@@ -416,7 +433,7 @@ func (c *conn) complete(t *task, n int, err error) {
 		sendLen = int(min(int64(n), int64(t.edtl)))
 	}
 	if sendLen > 0 && status == scsi.StatusGood {
-		c.sendDataIn(t, sendLen, uint8(status), under, over, uint32(residual))
+		c.sendDataIn(t, sendLen, uint8(status), under, over, uint32(residual), inline)
 		return
 	}
 	p := getOutPDU()
@@ -429,7 +446,7 @@ func (c *conn) complete(t *task, n int, err error) {
 	}
 	if sendLen > 0 {
 		// Data went out in Data-In PDUs; the response counts them.
-		c.sendDataInNoStatus(t, sendLen)
+		c.sendDataInNoStatus(t, sendLen, inline)
 		resp.ExpDataSN = uint32(c.dataInPDUs(sendLen))
 	}
 	resp.Encode(&p.hdr)
@@ -445,7 +462,7 @@ func (c *conn) complete(t *task, n int, err error) {
 	if buf != nil {
 		p.onSent = func() { backstore.PutBuffer(buf) }
 	}
-	c.send(p)
+	c.enqueue(p, inline)
 }
 
 func (c *conn) dataInPDUs(n int) int {
@@ -456,7 +473,7 @@ func (c *conn) dataInPDUs(n int) int {
 // sendDataIn sends n bytes of t.buf as Data-In PDUs no larger than the
 // initiator's MaxRecvDataSegmentLength, the last one carrying the status.
 // The buffer goes straight to the socket and back to the pool afterwards.
-func (c *conn) sendDataIn(t *task, n int, status uint8, under, over bool, residual uint32) {
+func (c *conn) sendDataIn(t *task, n int, status uint8, under, over bool, residual uint32, inline bool) {
 	seg := int(c.params.MaxXmitDataSegmentLength)
 	burst := int(c.params.MaxBurstLength)
 	buf := t.buf
@@ -488,13 +505,14 @@ func (c *conn) sendDataIn(t *task, n int, status uint8, under, over bool, residu
 		d.Encode(&p.hdr)
 		p.data = buf[off:end]
 		dataSN++
-		c.send(p)
+		c.push(p)
 	}
+	c.flush(inline)
 }
 
 // sendDataInNoStatus sends Data-In for a command whose status needs a SCSI
 // Response (sense data cannot ride in a Data-In).
-func (c *conn) sendDataInNoStatus(t *task, n int) {
+func (c *conn) sendDataInNoStatus(t *task, n int, inline bool) {
 	seg := int(c.params.MaxXmitDataSegmentLength)
 	burst := int(c.params.MaxBurstLength)
 	var dataSN uint32
@@ -506,7 +524,7 @@ func (c *conn) sendDataInNoStatus(t *task, n int) {
 		p.keepStatSN = true
 		p.data = t.buf[off:end]
 		dataSN++
-		c.send(p)
+		c.push(p)
 	}
 }
 
