@@ -10,6 +10,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/blockport/blockport/backstore"
 )
 
 // conn is one TCP connection. As in net/http's conn.serve, one reader
@@ -73,6 +75,7 @@ type outPDU struct {
 	advanceSN  bool   // this PDU consumes a StatSN (RFC 7143 4.2.2.2)
 	keepStatSN bool   // the header's StatSN field is not the session's (none)
 	onSent     func() // called by the writer after the PDU went out (or was dropped)
+	putBuf     []byte // a pooled buffer data points into, returned after sending
 	closeAfter bool   // close the connection once it is sent (logout)
 }
 
@@ -512,6 +515,9 @@ func (c *conn) flushLocked() {
 func releaseOut(p *outPDU) {
 	if p.onSent != nil {
 		p.onSent()
+	}
+	if p.putBuf != nil {
+		backstore.PutBuffer(p.putBuf)
 	}
 	outPDUPool.Put(p)
 }

@@ -460,7 +460,7 @@ func (c *conn) complete(t *task, n int, err error, inline bool) {
 	buf := t.buf
 	t.buf = nil
 	if buf != nil {
-		p.onSent = func() { backstore.PutBuffer(buf) }
+		p.putBuf = buf
 	}
 	c.enqueue(p, inline)
 }
@@ -498,7 +498,7 @@ func (c *conn) sendDataIn(t *task, n int, status uint8, under, over bool, residu
 			d.Underflow, d.Overflow = under, over
 			d.ResidualCount = residual
 			p.advanceSN = true
-			p.onSent = func() { backstore.PutBuffer(buf) }
+			p.putBuf = buf
 		} else {
 			p.keepStatSN = true
 		}
