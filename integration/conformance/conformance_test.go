@@ -93,6 +93,11 @@ func runKind(t *testing.T, ctx context.Context, tool, stdbuf string, kind LUNKin
 		}
 	}
 	cfg := integration.Config(conformanceIQN, lun)
+	// Sanitize.Reset sleeps 60 s at a time without reading its socket while
+	// it waits for the sanitize to end; with the default NOP-In timeout the
+	// session would drop, and every new session starts with a unit
+	// attention, so the test would never see GOOD.
+	cfg += "\n[limits]\nnop_timeout = \"2m\"\n"
 	if kind.Optional {
 		// A kind whose backstore the config layer does not take yet is
 		// left out, with the reason, rather than failed.

@@ -263,6 +263,11 @@ func parseWriteSame(lu *LU, cmd *Command) error {
 		return sense.InvalidFieldInCDB(1, 2)
 	}
 	a.wsUnmap = c[1]&0x08 != 0
+	if a.wsUnmap && cmd.readOnly {
+		// A write-protected LU answers DATA PROTECT whatever it could
+		// unmap (libiscsi ReadOnly.ReadOnlySBC checks this on thick LUNs).
+		return sense.WriteProtected()
+	}
 	if a.wsUnmap && !lu.thinProvisioned() {
 		// SBC-4 5.50: UNMAP set with LBPWS/LBPWS10 zero is an invalid field.
 		return sense.InvalidFieldInCDB(1, 3)
