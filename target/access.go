@@ -3,7 +3,6 @@ package target
 import (
 	"fmt"
 	"net"
-	"net/netip"
 	"strings"
 
 	"github.com/blockport/blockport/config"
@@ -56,7 +55,7 @@ func (a *access) admit(initiator string, remote net.Addr) bool {
 	if len(acl.Portals) == 0 {
 		return true
 	}
-	src := remoteIP(remote)
+	src := iscsi.SourceIP(remote)
 	for _, p := range acl.Portals {
 		if p.Contains(src) {
 			return true
@@ -171,18 +170,4 @@ func fabricOptions(cfg *config.Config) (iscsi.Options, error) {
 		MaxConnections:       l.MaxConnections,
 		MaxLoginsPerSource:   l.MaxLoginsPerSource,
 	}, nil
-}
-
-func remoteIP(a net.Addr) netip.Addr {
-	if ta, ok := a.(*net.TCPAddr); ok {
-		if ip, ok := netip.AddrFromSlice(ta.IP); ok {
-			return ip.Unmap()
-		}
-	}
-	if a != nil {
-		if ap, err := netip.ParseAddrPort(a.String()); err == nil {
-			return ap.Addr().Unmap()
-		}
-	}
-	return netip.Addr{}
 }

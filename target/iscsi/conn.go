@@ -139,7 +139,7 @@ func (c *conn) serve(ctx context.Context) {
 	defer c.nc.Close()
 	res, err := c.login()
 	c.inLogin.Store(false)
-	c.svc.guard.loginEnded(sourceOf(c.nc.RemoteAddr()))
+	c.svc.guard.loginEnded(SourceIP(c.nc.RemoteAddr()))
 	c.svc.observeLogin(loginResultOf(err))
 	if err != nil {
 		if !errors.Is(err, io.EOF) {

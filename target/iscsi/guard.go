@@ -48,9 +48,9 @@ func newLoginGuard() *loginGuard {
 	return &loginGuard{sources: make(map[netip.Addr]*sourceState), now: time.Now}
 }
 
-// sourceOf is the IP address of a peer; an unknown kind of address maps to
+// SourceIP is the IP address of a peer; an unknown kind of address maps to
 // the zero Addr, which is then one shared source.
-func sourceOf(a net.Addr) netip.Addr {
+func SourceIP(a net.Addr) netip.Addr {
 	if ta, ok := a.(*net.TCPAddr); ok {
 		if ip, ok := netip.AddrFromSlice(ta.IP); ok {
 			return ip.Unmap()

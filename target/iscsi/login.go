@@ -102,7 +102,7 @@ func (c *conn) login() (*loginResult, error) {
 			var pe *ProtocolError
 			if errors.As(err, &de) || errors.As(err, &pe) {
 				c.svc.malformed.Add(1)
-				c.svc.guard.failed(sourceOf(c.nc.RemoteAddr()))
+				c.svc.guard.failed(SourceIP(c.nc.RemoteAddr()))
 			}
 			return nil, fmt.Errorf("login: read: %w", err)
 		}
@@ -125,7 +125,7 @@ func (c *conn) login() (*loginResult, error) {
 			return nil, err
 		}
 		if done {
-			c.svc.guard.succeeded(sourceOf(c.nc.RemoteAddr()))
+			c.svc.guard.succeeded(SourceIP(c.nc.RemoteAddr()))
 			return &loginResult{state: st, params: st.neg.Params()}, nil
 		}
 	}
@@ -470,7 +470,7 @@ func chooseAuthMethod(offer string, policy AuthPolicy) (string, error) {
 // slowFailure counts a failed login and holds its answer back for the
 // source's current delay (see loginGuard), within the login deadline.
 func (c *conn) slowFailure() {
-	d := c.svc.guard.failed(sourceOf(c.nc.RemoteAddr()))
+	d := c.svc.guard.failed(SourceIP(c.nc.RemoteAddr()))
 	if d <= 0 {
 		return
 	}

@@ -62,22 +62,16 @@ type r2tSeq struct {
 	expDataSN uint32
 }
 
-// decodeLUN turns an 8-byte SAM LUN into a LUN number (SAM-5 4.7:
-// peripheral device addressing for LUNs below 256, flat space up to 16383).
-// Other address methods give a number no LU has.
+// decodeLUN turns an 8-byte SAM LUN into a LUN number with the SCSI core's
+// decoder; an address method it does not support gives a number no LU has.
 func decodeLUN(raw uint64) uint64 {
-	b0 := byte(raw >> 56)
-	b1 := byte(raw >> 48)
-	switch b0 >> 6 {
-	case 0:
-		if b0&0x3f != 0 {
-			return 1<<64 - 1
-		}
-		return uint64(b1)
-	case 1:
-		return uint64(b0&0x3f)<<8 | uint64(b1)
+	var b [8]byte
+	binary.BigEndian.PutUint64(b[:], raw)
+	lun, err := scsi.DecodeLUN(b)
+	if err != nil {
+		return 1<<64 - 1
 	}
-	return 1<<64 - 1
+	return lun
 }
 
 func (c *conn) handleSCSICommand(hdr *Header, queuedData []byte, queued bool) error {

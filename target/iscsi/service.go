@@ -163,7 +163,7 @@ func (s *Service) ServeConn(ctx context.Context, nc net.Conn, tpgt uint16) {
 // (Target.PortalGroup), else from p.TPGT.
 func (s *Service) ServePortal(ctx context.Context, nc net.Conn, p Portal) {
 	tpgt := p.TPGT
-	src := sourceOf(nc.RemoteAddr())
+	src := SourceIP(nc.RemoteAddr())
 	if !s.guard.admit(src, s.opts.MaxConnections, s.opts.MaxLoginsPerSource) {
 		// Over a limit: close at once, before reading anything, and say
 		// so only at debug level (a flood would flood the log).
