@@ -178,7 +178,14 @@ func (c *conn) serve(ctx context.Context) {
 	// Tear down: stop reading, let running commands finish (their responses
 	// are dropped if the socket is gone), then let the writer send what is
 	// left and stop.
-	c.closeWith(connErrorf("reader stopped"))
+	switch {
+	case rerr == nil:
+		c.closeWith(connErrorf("reader stopped"))
+	case errors.Is(rerr, io.EOF):
+		c.closeWith(connErrorf("closed by the initiator"))
+	default:
+		c.closeWith(connErrorf("%v", rerr))
+	}
 	c.dropWaitingTasks()
 	c.wg.Wait()
 	close(c.stopW)
