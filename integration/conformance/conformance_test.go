@@ -134,6 +134,7 @@ func runKind(t *testing.T, ctx context.Context, tool, stdbuf string, kind LUNKin
 		Family:     "ALL",
 		ExtraArgs:  []string{"--allow-sanitize"},
 		Suites:     kind.Suites,
+		Exclude:    kind.Exclude,
 		PerTest:    perTestHangLimit,
 		WorkDir:    integration.TempDir(t),
 		Alive: func() error {

@@ -31,7 +31,10 @@ type Runner struct {
 	ExtraArgs  []string // more iscsi-test-cu options, e.g. --allow-sanitize
 	// Suites, if set, limits the run to the tests of these suites
 	// ("ALL.ReadOnly"), e.g. the ones that apply to a read-only LUN.
-	Suites  []string
+	Suites []string
+	// Exclude drops the tests of these suites, e.g. a slow suite already
+	// covered on another LUN kind whose code path does not differ here.
+	Exclude []string
 	PerTest time.Duration
 	WorkDir string // where test-list files for restarts are written
 	// Alive, if set, reports why the target is gone (nil while it runs).
@@ -86,6 +89,19 @@ func (r *Runner) List(ctx context.Context) ([]string, error) {
 		}
 		names = kept
 	}
+	if len(r.Exclude) > 0 {
+		var kept []string
+	next:
+		for _, n := range names {
+			for _, s := range r.Exclude {
+				if strings.HasPrefix(n, s+".") {
+					continue next
+				}
+			}
+			kept = append(kept, n)
+		}
+		names = kept
+	}
 	if len(names) == 0 {
 		return nil, fmt.Errorf("%s --list shows no test in family %q", r.Tool, r.Family)
 	}
@@ -125,7 +141,7 @@ func (r *Runner) Run(ctx context.Context) (*Report, error) {
 			return rep, fmt.Errorf("gave up after %d runs of iscsi-test-cu; incidents: %s", maxRuns, strings.Join(rep.Incidents, "; "))
 		}
 		selection := r.Family
-		if rep.Runs > 0 || len(r.Suites) > 0 {
+		if rep.Runs > 0 || len(r.Suites) > 0 || len(r.Exclude) > 0 {
 			// -t takes a file of test names, one a line.
 			selection = filepath.Join(r.WorkDir, fmt.Sprintf("tests-%d.txt", rep.Runs+1))
 			if err := os.WriteFile(selection, []byte(strings.Join(remaining, "\n")+"\n"), 0o644); err != nil {
