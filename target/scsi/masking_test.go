@@ -99,6 +99,16 @@ func TestMaskingEnforcedOnEveryCommand(t *testing.T) {
 	if stores[2].writes.Load() != 1 { // only the test's own write
 		t.Fatal("a write through a read-only mapping reached the backstore")
 	}
+	// MODE SENSE tells B its view is write-protected (device-specific
+	// parameter WP, SBC-4), and tells A, which maps LUN 0 read-write, not.
+	modeSense6 := []byte{opModeSense6, 0x08, 0x3F, 0, 255, 0}
+	if r := run(t, d, nexusB, 0, modeSense6, nil, 255); r.data[2]&0x80 == 0 {
+		t.Fatalf("MODE SENSE through a read-only mapping: device-specific parameter %#x, want WP", r.data[2])
+	}
+	clearUA(t, d, nexusA, 0)
+	if r := run(t, d, nexusA, 0, modeSense6, nil, 255); r.data[2]&0x80 != 0 {
+		t.Fatalf("MODE SENSE through a read-write mapping: device-specific parameter %#x has WP", r.data[2])
+	}
 
 	// A writes its LUN 1 (device LUN 1).
 	clearUA(t, d, nexusA, 1)

@@ -75,12 +75,14 @@ func parseModeSense(lu *LU, cmd *Command) error {
 
 func execModeSense(ctx context.Context, d *Device, cmd *Command) (int, error) {
 	var buf [256]byte
-	return putOut(cmd, cmd.lu.appendModeSense(buf[:0], &cmd.args)), nil
+	return putOut(cmd, cmd.lu.appendModeSense(buf[:0], &cmd.args, cmd.readOnly)), nil
 }
 
 // appendModeSense builds the whole MODE SENSE response: header, block
-// descriptor and pages.
-func (lu *LU) appendModeSense(b []byte, a *cdbArgs) []byte {
+// descriptor and pages. readOnly is the command's view: the LU's own write
+// protection or a read-only LUN mapping of the issuing initiator (SBC-4:
+// the WP bit tells that initiator its writes will fail).
+func (lu *LU) appendModeSense(b []byte, a *cdbArgs, readOnly bool) []byte {
 	hdrLen := 4
 	if a.ten {
 		hdrLen = 8
@@ -88,7 +90,7 @@ func (lu *LU) appendModeSense(b []byte, a *cdbArgs) []byte {
 	var zero [8]byte
 	b = append(b, zero[:hdrLen]...)
 	dsp := byte(dspDPOFUA)
-	if lu.cfg.ReadOnly || lu.modes.writeProtect() {
+	if readOnly || lu.cfg.ReadOnly || lu.modes.writeProtect() {
 		dsp |= dspWP
 	}
 	bdStart := len(b)
