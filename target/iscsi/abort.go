@@ -8,9 +8,10 @@ import "github.com/blockport/blockport/target/scsi"
 // it for every target it builds.
 func (s *Service) AttachTarget(t *Target) {
 	name := t.Name
-	t.Device.SetTaskAborter(func(lun uint64, match func(*scsi.Nexus) bool, except *scsi.Command) {
+	t.Device.SetTaskAborter(func(lu *scsi.LU, match func(*scsi.Nexus) bool, except *scsi.Command) {
 		waits := s.abortTarget(name, func(x *task) bool {
-			return &x.cmd != except && x.cmd.LUN == lun && x.cmd.Nexus != nil && match(x.cmd.Nexus)
+			// Each initiator may number the LU differently: match the LU.
+			return &x.cmd != except && x.cmd.LU() == lu && x.cmd.Nexus != nil && match(x.cmd.Nexus)
 		})
 		waitAll(waits, tmfWait)
 	})

@@ -111,6 +111,7 @@ type initiator struct {
 	itt    uint32
 	tsih   uint16
 	maxSeg int
+	lun    uint64 // the raw 8-byte LUN that command addresses
 }
 
 func dial(t testing.TB, f *fabric) *initiator {
@@ -224,7 +225,7 @@ func (in *initiator) command(cdb []byte, edtl uint32, out []byte, immediate int)
 	in.itt++
 	var c16 [16]byte
 	copy(c16[:], cdb)
-	req := SCSICommand{Final: true, Read: out == nil && edtl > 0, Write: out != nil, Attr: TaskAttrSimple, ITT: itt,
+	req := SCSICommand{Final: true, Read: out == nil && edtl > 0, Write: out != nil, Attr: TaskAttrSimple, LUN: in.lun, ITT: itt,
 		ExpectedDataTransferLength: edtl, CmdSN: in.cmdSN, ExpStatSN: in.expSN, CDB: c16}
 	in.cmdSN++
 	var h BHS

@@ -1,9 +1,6 @@
 package iscsi
 
-import (
-	"slices"
-	"time"
-)
+import "time"
 
 // tmfWait bounds how long a TMF waits for the tasks it aborted to stop.
 const tmfWait = 30 * time.Second
@@ -27,7 +24,12 @@ func (c *conn) handleTaskMgmt(h *BHS) error {
 	}
 	dev := c.sess.target.Device
 	lun := decodeLUN(req.LUN)
-	lunExists := slices.Contains(dev.LUNs(), lun)
+	// The LUN field is in this initiator's numbering and reaches only what
+	// its LUN masking lets it see; tasks are matched by the LU they
+	// address, so another initiator's numbering of the same LU is covered
+	// and a masked LU is out of reach.
+	lu := dev.Resolve(c.sess.nexus, lun)
+	onLU := func(x *task) bool { return lu != nil && x.cmd.LU() == lu }
 	fn := req.Function & 0x7f
 	switch fn {
 	case TMFAbortTask:
@@ -43,25 +45,24 @@ func (c *conn) handleTaskMgmt(h *BHS) error {
 		waits := c.abortTasks(func(x *task) bool { return x == t })
 		c.goSender(func() { waitAll(waits, tmfWait); respond(TMFRespFunctionComplete) })
 	case TMFAbortTaskSet, TMFClearTaskSet:
-		if !lunExists {
+		if lu == nil {
 			respond(TMFRespLUNNotExist)
 			return nil
 		}
-		match := func(x *task) bool { return x.cmd.LUN == lun }
 		var waits []chan struct{}
 		if fn == TMFClearTaskSet {
 			// CLEAR TASK SET clears the tasks of every I_T nexus (SAM-5 7.4).
-			waits = c.svc.abortTarget(c.sess.target.Name, match)
+			waits = c.svc.abortTarget(c.sess.target.Name, onLU)
 		} else {
-			waits = c.abortTasks(match)
+			waits = c.abortTasks(onLU)
 		}
 		c.goSender(func() { waitAll(waits, tmfWait); respond(TMFRespFunctionComplete) })
 	case TMFLogicalUnitReset:
-		if !lunExists {
+		if lu == nil {
 			respond(TMFRespLUNNotExist)
 			return nil
 		}
-		waits := c.svc.abortTarget(c.sess.target.Name, func(x *task) bool { return x.cmd.LUN == lun })
+		waits := c.svc.abortTarget(c.sess.target.Name, onLU)
 		nexus := c.sess.nexus
 		c.goSender(func() {
 			waitAll(waits, tmfWait)

@@ -122,6 +122,7 @@ func (d *Device) Prepare(cmd *Command) error {
 		return sense.InvalidOpcode()
 	}
 	lu, readOnlyMapping := d.resolve(cmd.Nexus, cmd.LUN)
+	cmd.lu = lu // task management matches tasks by it (LU), even when Prepare fails
 	cmd.readOnly = lu != nil && (readOnlyMapping || lu.cfg.ReadOnly || lu.modes.writeProtect())
 
 	op, err := lookupOp(cmd.CDB)
@@ -139,7 +140,7 @@ func (d *Device) Prepare(cmd *Command) error {
 	if len(cmd.CDB) < op.cdbLen {
 		return lu.senseErr(sense.InvalidFieldInCDB(len(cmd.CDB), -1))
 	}
-	cmd.op, cmd.lu = op, lu
+	cmd.op = op
 
 	if lu != nil {
 		// SBC-4 4.11: a sanitize in progress answers first (sanitize.go).
@@ -163,6 +164,9 @@ func (d *Device) Prepare(cmd *Command) error {
 		// SPC-5 5.14.1: then the reservation rules (pr.go).
 		if err := lu.checkReservation(cmd, op); err != nil {
 			return err
+		}
+		if op.sharedState && readOnlyMapping {
+			return lu.senseErr(sense.WriteProtected())
 		}
 	}
 	// SAM-5: Blockport supports no ACA, so NACA=1 in the CONTROL byte is
@@ -250,6 +254,12 @@ func (d *Device) Execute(ctx context.Context, cmd *Command) (int, error) {
 	}
 	return n, nil
 }
+
+// Resolve returns the logical unit that nexus n addresses as lun, or nil
+// when n cannot see one there (LUN masking). Task management resolves its
+// LUN field through it, so that a TMF reaches only what its initiator can
+// see, under the number that initiator uses.
+func (d *Device) Resolve(n *Nexus, lun uint64) *LU { return d.luFor(n, lun) }
 
 // LUNReset applies a LOGICAL UNIT RESET to the SCSI state of lun: every
 // nexus, the requesting one included, gets UNIT ATTENTION / BUS DEVICE

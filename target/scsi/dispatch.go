@@ -67,6 +67,11 @@ type opDesc struct {
 	// write protection, the maximum transfer length and short data-out.
 	blockIO bool
 	writes  bool // modifies the medium: refused on a read-only LU
+	// sharedState commands change what other initiators see of the LU
+	// (reservations, mode pages, ALUA states, the medium's presence): an
+	// initiator whose LUN mapping is read-only gets WRITE PROTECTED, so a
+	// read-only client cannot lock writers out or write-protect the LU.
+	sharedState bool
 	// xferLenAt is the CDB byte of the TRANSFER LENGTH field that is
 	// bounded by the maximum transfer length; 0 when not bounded.
 	xferLenAt int
@@ -126,19 +131,19 @@ var ops = []*opDesc{
 	{name: "INQUIRY", op: opInquiry, cdbLen: 6, anyLUN: true, noUA: true, alua: alua.AnyState,
 		usage: []byte{0x12, 0x01, 0xFF, 0xFF, 0xFF, 0x00},
 		parse: parseInquiry, exec: execInquiry},
-	{name: "RESERVE(6)", op: opReserve6, cdbLen: 6, // pr.go
+	{name: "RESERVE(6)", op: opReserve6, cdbLen: 6, sharedState: true, // pr.go
 		usage: []byte{opReserve6, 0x00, 0x00, 0x00, 0x00, 0x00},
 		parse: parseReserveRelease, exec: execReserve},
 	{name: "RELEASE(6)", op: opRelease6, cdbLen: 6,
 		usage: []byte{opRelease6, 0x00, 0x00, 0x00, 0x00, 0x00},
 		parse: parseReserveRelease, exec: execRelease},
-	{name: "MODE SELECT(6)", op: opModeSelect6, cdbLen: 6, noMedium: true, alua: alua.StandbyOK,
+	{name: "MODE SELECT(6)", op: opModeSelect6, cdbLen: 6, sharedState: true, noMedium: true, alua: alua.StandbyOK,
 		usage: []byte{0x15, 0x10, 0x00, 0x00, 0xFF, 0x00},
 		parse: parseModeSelect, exec: execModeSelect},
 	{name: "MODE SENSE(6)", op: opModeSense6, cdbLen: 6, noMedium: true, alua: alua.StandbyOK,
 		usage: []byte{0x1A, 0x08, 0xFF, 0xFF, 0xFF, 0x00},
 		parse: parseModeSense, exec: execModeSense},
-	{name: "START STOP UNIT", op: opStartStopUnit, cdbLen: 6, noMedium: true,
+	{name: "START STOP UNIT", op: opStartStopUnit, cdbLen: 6, sharedState: true, noMedium: true,
 		usage: []byte{0x1B, 0x01, 0x00, 0x0F, 0xF7, 0x00},
 		parse: parseStartStopUnit, exec: execStartStopUnit},
 	{name: "PREVENT ALLOW MEDIUM REMOVAL", op: opPreventAllow, cdbLen: 6, noMedium: true,
@@ -165,7 +170,7 @@ var ops = []*opDesc{
 	{name: "SYNCHRONIZE CACHE(10)", op: opSynchronizeCache10, cdbLen: 10, blockIO: true,
 		usage: []byte{0x35, 0x02, 0xFF, 0xFF, 0xFF, 0xFF, 0x00, 0xFF, 0xFF, 0x00},
 		parse: parseSyncOrPrefetch, exec: execSynchronizeCache},
-	{name: "RESERVE(10)", op: opReserve10, cdbLen: 10, // pr.go
+	{name: "RESERVE(10)", op: opReserve10, cdbLen: 10, sharedState: true, // pr.go
 		usage: []byte{opReserve10, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00},
 		parse: parseReserveRelease, exec: execReserve},
 	{name: "RELEASE(10)", op: opRelease10, cdbLen: 10,
@@ -192,7 +197,7 @@ var ops = []*opDesc{
 	{name: "LOG SENSE", op: opLogSense, cdbLen: 10, noMedium: true, alua: alua.StandbyOK,
 		usage: []byte{0x4D, 0x01, 0xFF, 0xFF, 0x00, 0xFF, 0xFF, 0xFF, 0xFF, 0x00},
 		parse: parseLogSense, exec: execLogSense},
-	{name: "MODE SELECT(10)", op: opModeSelect10, cdbLen: 10, noMedium: true, alua: alua.StandbyOK,
+	{name: "MODE SELECT(10)", op: opModeSelect10, cdbLen: 10, sharedState: true, noMedium: true, alua: alua.StandbyOK,
 		usage: []byte{0x55, 0x10, 0x00, 0x00, 0x00, 0x00, 0x00, 0xFF, 0xFF, 0x00},
 		parse: parseModeSelect, exec: execModeSelect},
 	{name: "MODE SENSE(10)", op: opModeSense10, cdbLen: 10, noMedium: true, alua: alua.StandbyOK,
@@ -265,7 +270,7 @@ var ops = []*opDesc{
 	{name: "REPORT TARGET PORT GROUPS", op: opMaintenanceIn, sa: saReportTPG, hasSA: true, cdbLen: 12, noMedium: true, alua: alua.AnyState, // alua.go
 		usage: []byte{0xA3, 0xE0 | saReportTPG, 0x00, 0x00, 0x00, 0x00, 0xFF, 0xFF, 0xFF, 0xFF, 0x00, 0x00},
 		parse: parseReportTPG, exec: execReportTPG},
-	{name: "SET TARGET PORT GROUPS", op: opMaintenanceOut, sa: saSetTPG, hasSA: true, cdbLen: 12, noMedium: true, alua: alua.AnyState,
+	{name: "SET TARGET PORT GROUPS", op: opMaintenanceOut, sa: saSetTPG, hasSA: true, cdbLen: 12, sharedState: true, noMedium: true, alua: alua.AnyState,
 		usage: []byte{0xA4, saSetTPG, 0x00, 0x00, 0x00, 0x00, 0xFF, 0xFF, 0xFF, 0xFF, 0x00, 0x00},
 		parse: parseSetTPG, exec: execSetTPG},
 	{name: "READ(12)", op: opRead12, cdbLen: 12, blockIO: true, xferLenAt: 6,

@@ -99,6 +99,33 @@ func TestMaskingEnforcedOnEveryCommand(t *testing.T) {
 	if stores[2].writes.Load() != 1 { // only the test's own write
 		t.Fatal("a write through a read-only mapping reached the backstore")
 	}
+	// Nor can B change what the LU's other initiators see: reservations,
+	// mode pages, the medium, ALUA states.
+	register := make([]byte, 24)
+	register[15] = 0x42 // SERVICE ACTION RESERVATION KEY
+	for _, tt := range []struct {
+		name string
+		cdb  []byte
+		out  []byte
+	}{
+		{"PERSISTENT RESERVE OUT(REGISTER)", []byte{opPersistentReserveOut, 0x00, 0, 0, 0, 0, 0, 0, 24, 0}, register},
+		{"RESERVE(6)", []byte{opReserve6, 0, 0, 0, 0, 0}, nil},
+		{"RESERVE(10)", []byte{opReserve10, 0, 0, 0, 0, 0, 0, 0, 0, 0}, nil},
+		{"MODE SELECT(6)", []byte{opModeSelect6, 0x10, 0, 0, 0, 0}, nil},
+		{"MODE SELECT(10)", []byte{opModeSelect10, 0x10, 0, 0, 0, 0, 0, 0, 0, 0}, nil},
+		{"START STOP UNIT", []byte{opStartStopUnit, 0, 0, 0, 0x02, 0}, nil},
+	} {
+		run(t, d, nexusB, 0, tt.cdb, tt.out, uint32(len(tt.out))).check(t, writeProt)
+	}
+	readKeys := []byte{opPersistentReserveIn, 0x00, 0, 0, 0, 0, 0, 0x10, 0x00, 0}
+	if r := run(t, d, nexusB, 0, readKeys, nil, 4096); binary.BigEndian.Uint32(r.data[4:8]) != 0 {
+		t.Fatalf("READ KEYS after a refused REGISTER lists % x", r.data[:8])
+	}
+	// The same RESERVE through a read-write mapping works.
+	clearUA(t, d, nexusA, 1)
+	run(t, d, nexusA, 1, []byte{opReserve6, 0, 0, 0, 0, 0}, nil, 0).check(t, good)
+	run(t, d, nexusA, 1, []byte{opRelease6, 0, 0, 0, 0, 0}, nil, 0).check(t, good)
+
 	// MODE SENSE tells B its view is write-protected (device-specific
 	// parameter WP, SBC-4), and tells A, which maps LUN 0 read-write, not.
 	modeSense6 := []byte{opModeSense6, 0x08, 0x3F, 0, 255, 0}

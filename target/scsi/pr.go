@@ -31,11 +31,11 @@ const (
 // plus SPEC_I_PT TransportIDs for many initiators.
 const maxPRParamLen = 256 << 10
 
-// TaskAborter aborts, for PREEMPT AND ABORT, every task on LUN lun of the
-// I_T nexuses that match accepts, except the command except, and returns
+// TaskAborter aborts, for PREEMPT AND ABORT, every task addressed to lu
+// (Command.LU) by the I_T nexuses that match accepts, except the command except, and returns
 // once they have stopped. The fabric registers it (SetTaskAborter): the
 // SCSI core cannot reach tasks queued in the transport.
-type TaskAborter func(lun uint64, match func(*Nexus) bool, except *Command)
+type TaskAborter func(lu *LU, match func(*Nexus) bool, except *Command)
 
 // taskAborterSlot holds a device's TaskAborter; see SetTaskAborter.
 type taskAborterSlot struct{ fn atomic.Pointer[TaskAborter] }
@@ -43,9 +43,9 @@ type taskAborterSlot struct{ fn atomic.Pointer[TaskAborter] }
 // SetTaskAborter registers the fabric's task abort function.
 func (d *Device) SetTaskAborter(fn TaskAborter) { d.aborter.fn.Store(&fn) }
 
-func (d *Device) abortTasks(lun uint64, match func(*Nexus) bool, except *Command) {
+func (d *Device) abortTasks(lu *LU, match func(*Nexus) bool, except *Command) {
 	if fn := d.aborter.fn.Load(); fn != nil {
-		(*fn)(lun, match, except)
+		(*fn)(lu, match, except)
 	}
 }
 
@@ -172,7 +172,7 @@ func execPROut(ctx context.Context, d *Device, cmd *Command) (int, error) {
 		// nexuses' tasks on this LU before it completes, so none of
 		// their writes lands after it.
 		aborted := res.Aborted
-		d.abortTasks(cmd.LUN, func(n *Nexus) bool {
+		d.abortTasks(cmd.lu, func(n *Nexus) bool {
 			pn := prNexus(n)
 			if pn == self {
 				return false
@@ -221,7 +221,7 @@ func prInOp(sa uint16, name string) *opDesc {
 }
 
 func prOutOp(sa uint16, name string) *opDesc {
-	return &opDesc{name: name, op: opPersistentReserveOut, sa: sa, hasSA: true, cdbLen: 10, alua: alua.StandbyOK,
+	return &opDesc{name: name, op: opPersistentReserveOut, sa: sa, hasSA: true, cdbLen: 10, alua: alua.StandbyOK, sharedState: true,
 		usage: []byte{opPersistentReserveOut, byte(sa), 0xFF, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0x00},
 		parse: parsePROut, exec: execPROut}
 }

@@ -149,6 +149,11 @@ type Command struct {
 	readOnly bool
 }
 
+// LU is the logical unit the command addresses, as Prepare resolved it for
+// the command's nexus (nil when the nexus sees none at its LUN). Two
+// initiators may number one LU differently: compare LUs, not LUN numbers.
+func (c *Command) LU() *LU { return c.lu }
+
 // Name is the command's name from the dispatch table ("READ(10)"), or ""
 // before Prepare succeeded in finding the opcode. Metrics label by it.
 func (c *Command) Name() string {

@@ -1,0 +1,188 @@
+package iscsi
+
+import (
+	"bytes"
+	"encoding/binary"
+	"testing"
+
+	"github.com/blockport/blockport/backstore"
+	"github.com/blockport/blockport/target/scsi"
+)
+
+// rawLUN is the 8-byte SAM LUN of lun as it travels in a PDU.
+func rawLUN(lun uint64) uint64 {
+	b := scsi.EncodeLUN(lun)
+	return binary.BigEndian.Uint64(b[:])
+}
+
+// startWrite sends a one-block WRITE(10) to the initiator's LUN without
+// data and returns its ITT and the TTT of the R2T that solicits the data:
+// the task then waits in the target for its Data-Out.
+func (in *initiator) startWrite(lba uint32) (itt, ttt uint32) {
+	in.t.Helper()
+	itt = in.itt
+	in.itt++
+	var cdb [16]byte
+	copy(cdb[:], write10(lba, 1))
+	req := SCSICommand{Final: true, Write: true, Attr: TaskAttrSimple, LUN: in.lun, ITT: itt,
+		ExpectedDataTransferLength: 512, CmdSN: in.cmdSN, ExpStatSN: in.expSN, CDB: cdb}
+	in.cmdSN++
+	var h BHS
+	req.Encode(&h)
+	if err := in.w.WritePDU(&h, nil); err != nil {
+		in.t.Fatal(err)
+	}
+	pdu, err := in.r.ReadPDU()
+	if err != nil || pdu.Header.Opcode() != OpR2T {
+		in.t.Fatalf("WRITE without data: want an R2T, got %v (%v)", pdu.Header.Opcode(), err)
+	}
+	r := pdu.Header.R2T()
+	if r.ITT != itt {
+		in.t.Fatalf("R2T for ITT %#x, want %#x", r.ITT, itt)
+	}
+	return itt, r.TTT
+}
+
+func (in *initiator) sendData(itt, ttt uint32, data []byte) {
+	in.t.Helper()
+	d := DataOut{Final: true, LUN: in.lun, ITT: itt, TTT: ttt, ExpStatSN: in.expSN}
+	var h BHS
+	d.Encode(&h)
+	if err := in.w.WritePDU(&h, data); err != nil {
+		in.t.Fatal(err)
+	}
+}
+
+// tmf sends an immediate task management request and returns its response code.
+func (in *initiator) tmf(fn uint8, rawLUN uint64, ref uint32) uint8 {
+	in.t.Helper()
+	req := TaskMgmtRequest{Immediate: true, Function: fn | 0x80, LUN: rawLUN, ITT: in.itt, ReferencedTaskTag: ref, CmdSN: in.cmdSN, ExpStatSN: in.expSN}
+	in.itt++
+	var h BHS
+	req.Encode(&h)
+	if err := in.w.WritePDU(&h, nil); err != nil {
+		in.t.Fatal(err)
+	}
+	pdu, err := in.r.ReadPDU()
+	if err != nil || pdu.Header.Opcode() != OpTaskMgmtResponse {
+		in.t.Fatalf("TMF response: %v %v", pdu.Header.Opcode(), err)
+	}
+	r := pdu.Header.TaskMgmtResponse()
+	in.expSN = r.StatSN + 1
+	return r.Response
+}
+
+// responses reads SCSI responses until those of every ITT in want have
+// arrived (bounded by the connection's deadline) and returns all it read,
+// ITT -> status.
+func (in *initiator) responses(want ...uint32) map[uint32]uint8 {
+	in.t.Helper()
+	got := map[uint32]uint8{}
+	missing := func() bool {
+		for _, itt := range want {
+			if _, ok := got[itt]; !ok {
+				return true
+			}
+		}
+		return false
+	}
+	for missing() {
+		pdu, err := in.r.ReadPDU()
+		if err != nil {
+			in.t.Fatalf("waiting for the responses to %x (have %v): %v", want, got, err)
+		}
+		if pdu.Header.Opcode() != OpSCSIResponse {
+			in.t.Fatalf("unexpected %v", pdu.Header.Opcode())
+		}
+		r := pdu.Header.SCSIResponse()
+		in.expSN = r.StatSN + 1
+		got[r.ITT] = r.Status
+	}
+	return got
+}
+
+// Task management reaches only the logical units that the requesting
+// initiator's LUN masking lets it see, under its own numbering: node B,
+// which sees LU 1 as its LUN 0 and nothing else, can neither touch node
+// A's tasks on LU 0 (A's LUN 0) nor name A's LUN 1 directly.
+func TestTaskManagementFollowsMasking(t *testing.T) {
+	f := startFabricWith(t, Options{}, func(tg *Target) {
+		store, err := backstore.Open(backstore.Options{Kind: "memory", Size: 8 << 20, BlockSize: 512})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { store.Close() })
+		lu, err := scsi.NewLU(scsi.LUConfig{Backstore: store, BlockSize: 512, Serial: "test1", NAA: scsi.NewNAA([]byte("t1"))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := tg.Device.AddLU(1, lu); err != nil {
+			t.Fatal(err)
+		}
+		err = tg.Device.SetMasking(&scsi.Masking{Initiators: map[string][]scsi.LUNMapping{
+			"iqn.2026-11.io.blockport:node-a": {{LUN: 0, As: 0}, {LUN: 1, As: 1}},
+			"iqn.2026-11.io.blockport:node-b": {{LUN: 1, As: 0}},
+		}})
+		if err != nil {
+			t.Fatal(err)
+		}
+	})
+	login := func(name string, isid byte) *initiator {
+		in := dial(t, f)
+		in.isid[5] = isid
+		resp, _ := in.login(normalKeys(name), nil)
+		if resp.StatusClass != 0 || resp.NSG != 3 {
+			t.Fatalf("%s login: %d/%d", name, resp.StatusClass, resp.StatusDetail)
+		}
+		in.maxSeg = 8192
+		return in
+	}
+	a := login("iqn.2026-11.io.blockport:node-a", 1)
+	b := login("iqn.2026-11.io.blockport:node-b", 2)
+	for _, lun := range []uint64{0, 1} {
+		a.lun = rawLUN(lun)
+		a.clearUA()
+	}
+	b.clearUA()
+	block := bytes.Repeat([]byte{0xa5}, 512)
+
+	// B cannot see A's LUN 1: its task management there finds no LUN and
+	// leaves A's task alone.
+	a.lun = rawLUN(1)
+	itt, ttt := a.startWrite(10)
+	for _, fn := range []uint8{TMFClearTaskSet, TMFAbortTaskSet, TMFLogicalUnitReset} {
+		if got := b.tmf(fn, rawLUN(1), 0); got != TMFRespLUNNotExist {
+			t.Errorf("function %d on a LUN masked from B: response %d, want LUN does not exist", fn, got)
+		}
+	}
+	a.sendData(itt, ttt, block)
+	if got := a.responses(itt); got[itt] != 0 {
+		t.Fatalf("A's write after B's TMFs on a masked LUN: responses %v, want GOOD for %#x", got, itt)
+	}
+
+	// B's LUN 0 is A's LUN 1: CLEAR TASK SET there clears A's task on LU 1
+	// and not A's task on its LUN 0, a different LU.
+	a.lun = rawLUN(1)
+	onLU1, ttt1 := a.startWrite(20)
+	a.lun = rawLUN(0)
+	onLU0, ttt0 := a.startWrite(20)
+	if got := b.tmf(TMFClearTaskSet, rawLUN(0), 0); got != TMFRespFunctionComplete {
+		t.Fatalf("CLEAR TASK SET on B's LUN 0: response %d", got)
+	}
+	a.lun = rawLUN(1)
+	a.sendData(onLU1, ttt1, block)
+	a.lun = rawLUN(0)
+	a.sendData(onLU0, ttt0, block)
+	got := a.responses(onLU0)
+	if got[onLU0] != 0 {
+		t.Errorf("A's write on LU 0 (which B cannot see): responses %v, want GOOD for %#x", got, onLU0)
+	}
+	if _, ok := got[onLU1]; ok {
+		t.Errorf("A's write on LU 1 completed after B cleared the task set of that LU")
+	}
+	// The cleared write never reached the medium.
+	a.lun = rawLUN(1)
+	if r := a.command(read10(20, 1), 512, nil, 0); r.status != 0 || !bytes.Equal(r.data, make([]byte, 512)) {
+		t.Errorf("LU 1 block 20 after its write was cleared: status %#x, data %x...", r.status, r.data[:8])
+	}
+}
