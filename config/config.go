@@ -66,15 +66,20 @@ type Target struct {
 
 // LUN is one logical unit of a target ([[target.lun]]).
 type LUN struct {
-	ID         uint64 // 0..MaxLUN, unique within the target
-	Backstore  string // BackstoreFile, BackstoreSparse, BackstoreBlock or BackstoreMemory
-	Path       string // image or device; absolute, or relative to the process directory when no base dir was given
-	Size       int64  // bytes; 0 means the size of the existing file (always 0 for block: the device's size)
-	BlockSize  uint32 // 512 or 4096
-	DirectIO   bool
-	WriteCache bool
-	ReadOnly   bool
-	Serial     string // VPD page 0x80 unit serial number; empty means derived
+	ID        uint64 // 0..MaxLUN, unique within the target
+	Backstore string // BackstoreFile, BackstoreSparse, BackstoreBlock or BackstoreMemory
+	Path      string // image or device; absolute, or relative to the process directory when no base dir was given
+	Size      int64  // bytes; 0 means the size of the existing file (always 0 for block: the device's size)
+	BlockSize uint32 // 512 or 4096
+	// PhysicalBlockSize (physical_block_size) is reported as the physical
+	// block size (READ CAPACITY 16 LOGICAL BLOCKS PER PHYSICAL BLOCK
+	// EXPONENT); 0 takes the backstore's own (a block device's BLKPBSZGET,
+	// else the logical block size).
+	PhysicalBlockSize uint32
+	DirectIO          bool
+	WriteCache        bool
+	ReadOnly          bool
+	Serial            string // VPD page 0x80 unit serial number; empty means derived
 	// ThinThresholdPercent (thin_threshold_percent, 1..100; 0 = off, sparse
 	// only) raises the SBC thin provisioning soft threshold unit attention
 	// when the image's allocated storage crosses that share of its size.

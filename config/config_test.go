@@ -310,6 +310,22 @@ name = "iqn.2026-11.io.blockport:a"
   [[target.lun]]
   lun = 5
   backstore = "block"
+  [[target.lun]]
+  lun = 6
+  backstore = "memory"
+  size = "1MiB"
+  physical_block_size = 1536
+  [[target.lun]]
+  lun = 7
+  backstore = "memory"
+  size = "1MiB"
+  block_size = 4096
+  physical_block_size = 512
+  [[target.lun]]
+  lun = 8
+  backstore = "memory"
+  size = "1MiB"
+  physical_block_size = 4096
 `,
 			wants: []want{
 				{6, "target[0].lun[0].path", "/dev/null is not a block device"},
@@ -319,6 +335,8 @@ name = "iqn.2026-11.io.blockport:a"
 				{23, "target[0].lun[3].thin_threshold_percent", "between 1 and 100"},
 				{24, "target[0].lun[4].path", "missing: a sparse backstore needs"},
 				{28, "target[0].lun[5].path", "missing: a block backstore needs"},
+				{35, "target[0].lun[6].physical_block_size", "power of two from block_size (512)"},
+				{41, "target[0].lun[7].physical_block_size", "not 512"},
 			},
 		},
 		{

@@ -17,7 +17,7 @@ var (
 	rootKeys   = []string{"server", "discovery", "limits", "target"}
 	serverKeys = []string{"listen", "state_dir", "log_level", "log_format", "metrics_listen", "admin_socket"}
 	targetKeys = []string{"name", "alias", "allow_any_initiator", "lun", "acl", "chap", "mutual_chap", "chap_algorithms", "portal_group"}
-	lunKeys    = []string{"lun", "backstore", "path", "size", "block_size", "direct_io", "write_cache", "read_only", "serial", "removable", "vendor", "product", "thin_threshold_percent"}
+	lunKeys    = []string{"lun", "backstore", "path", "size", "block_size", "direct_io", "write_cache", "read_only", "serial", "removable", "vendor", "product", "thin_threshold_percent", "physical_block_size"}
 )
 
 // decodeTOML parses the text into generic maps. Decoding into maps cannot
@@ -297,6 +297,14 @@ func decodeLUN(t table, baseDir string) LUN {
 			t.r.add(t.key("block_size"), "must be 512 or 4096, not %d", blockSize)
 		} else {
 			lun.BlockSize = uint32(blockSize)
+		}
+	}
+	var physical int64
+	if t.integer("physical_block_size", &physical) {
+		if physical <= 0 || physical > 1<<31 {
+			t.r.add(t.key("physical_block_size"), "must be a power of two from block_size to 32768 times it, not %d", physical)
+		} else {
+			lun.PhysicalBlockSize = uint32(physical)
 		}
 	}
 	// O_DIRECT keeps the page cache out of the data path; files and devices

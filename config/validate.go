@@ -196,6 +196,11 @@ func validateLUN(lun *LUN, key string, r *reporter, checkFiles bool) {
 
 	validateInquiryStrings(lun, key, r)
 
+	// SBC-4: the exponent is 4 bits, so at most 2^15 logical blocks per
+	// physical block.
+	if p := lun.PhysicalBlockSize; p != 0 && blockSizeOK && (p < lun.BlockSize || p&(p-1) != 0 || p/lun.BlockSize > 1<<15) {
+		r.add(key+".physical_block_size", "must be a power of two from block_size (%d) to 32768 times it, not %d", lun.BlockSize, p)
+	}
 	if lun.ThinThresholdPercent > 0 && lun.Backstore != BackstoreSparse {
 		r.add(key+".thin_threshold_percent", "only a sparse backstore is thin provisioned; %s allocates up front", lun.Backstore)
 	} else if lun.ThinThresholdPercent > 100 {

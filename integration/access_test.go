@@ -2,6 +2,7 @@ package integration
 
 import (
 	"fmt"
+	"github.com/blockport/blockport/internal/iscsitest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -146,15 +147,44 @@ func TestLUNMaskingWithLibiscsi(t *testing.T) {
 		t.Fatalf("node2 on masked LUN 1: exit %v, want LOGICAL UNIT NOT SUPPORTED:\n%s", res.Err, res.Output)
 	}
 
-	// The read-only mapping: reads work, writes answer DATA PROTECT.
+	// The read-only mapping: reads work; MODE SENSE shows WP, so qemu
+	// refuses to open the LUN for writing; a write sent anyway, and a
+	// PERSISTENT RESERVE OUT that would change what the LU's other
+	// initiators see, answer DATA PROTECT / WRITE PROTECTED.
 	qemuIO := Tool(t, "qemu-io")
 	QemuISCSI(t)
 	opts := srv.QemuOpts(aclIQN, 0, "") + ",file.initiator-name=" + node2
-	if out := MustRun(t, accessToolTime, qemuIO, "--image-opts", "-c", "read 0 4096", opts); !strings.Contains(out, "read 4096/4096") {
+	if out := MustRun(t, accessToolTime, qemuIO, "-r", "--image-opts", "-c", "read 0 4096", opts); !strings.Contains(out, "read 4096/4096") {
 		t.Fatalf("read through the read-only mapping:\n%s", out)
 	}
 	res = Run(t, accessToolTime, qemuIO, "--image-opts", "-c", "write -P 0x5a 0 4096", opts)
-	if res.Err == nil || strings.Contains(res.Output, "wrote 4096/4096") || !strings.Contains(res.Output, "WRITE_PROTECTED") {
-		t.Fatalf("a write through a read-only mapping succeeded:\n%s", res.Output)
+	if res.Err == nil || strings.Contains(res.Output, "wrote 4096/4096") || !strings.Contains(res.Output, "write protected") {
+		t.Fatalf("qemu-io opened a read-only mapping for writing:\n%s", res.Output)
+	}
+	c, err := iscsitest.Dial(srv.Addr, node2, aclIQN, [6]byte{0x80, 0, 0, 0, 0, 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.ClearUA(); err != nil {
+		t.Fatal(err)
+	}
+	register := make([]byte, 24)
+	register[15] = 1
+	for _, cmd := range []struct {
+		name string
+		cdb  []byte
+		out  []byte
+	}{
+		{"WRITE(10)", []byte{0x2a, 0, 0, 0, 0, 0, 0, 0, 1, 0}, make([]byte, 512)},
+		{"PERSISTENT RESERVE OUT(REGISTER)", []byte{0x5f, 0, 0, 0, 0, 0, 0, 0, 24, 0}, register},
+	} {
+		r, err := c.Command(cmd.cdb, uint32(len(cmd.out)), cmd.out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if key, asc, ascq := r.SenseKey(); r.Status != 2 || key != 7 || asc != 0x27 || ascq != 0 {
+			t.Errorf("%s through a read-only mapping: status %#x sense %x/%x/%x, want DATA PROTECT / WRITE PROTECTED", cmd.name, r.Status, key, asc, ascq)
+		}
 	}
 }

@@ -7,15 +7,17 @@ import (
 
 // LUN describes one [[target.lun]] table for Config.
 type LUN struct {
-	LUN        int
-	Backstore  string // "file", "sparse", "block" or "memory"
-	Path       string // file backstores; relative to the config file
-	Size       string // e.g. "64MiB"
-	BlockSize  int    // 512 or 4096; 0 leaves the default
-	DirectIO   bool   // not for memory
-	WriteCache bool   // not for memory
-	ReadOnly   bool
-	Removable  bool // removable medium (START STOP UNIT load/eject)
+	LUN       int
+	Backstore string // "file", "sparse", "block" or "memory"
+	Path      string // file backstores; relative to the config file
+	Size      string // e.g. "64MiB"
+	BlockSize int    // 512 or 4096; 0 leaves the default
+	// PhysicalBlockSize sets physical_block_size; 0 omits it.
+	PhysicalBlockSize int
+	DirectIO          bool // not for memory
+	WriteCache        bool // not for memory
+	ReadOnly          bool
+	Removable         bool // removable medium (START STOP UNIT load/eject)
 	// ThinThresholdPercent sets thin_threshold_percent (sparse only); 0 omits it.
 	ThinThresholdPercent int
 }
@@ -39,6 +41,9 @@ func Config(iqn string, luns ...LUN) string {
 		}
 		if l.Backstore != "memory" { // file, sparse, block
 			fmt.Fprintf(&b, "  direct_io = %t\n  write_cache = %t\n", l.DirectIO, l.WriteCache)
+		}
+		if l.PhysicalBlockSize != 0 {
+			fmt.Fprintf(&b, "  physical_block_size = %d\n", l.PhysicalBlockSize)
 		}
 		if l.ThinThresholdPercent != 0 {
 			fmt.Fprintf(&b, "  thin_threshold_percent = %d\n", l.ThinThresholdPercent)

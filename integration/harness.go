@@ -233,6 +233,9 @@ type Server struct {
 	Dir        string // working directory: the config file and relative paths
 	ConfigPath string
 	Addr       string // 127.0.0.1:PORT, kept across Restart
+	// MoreAddrs are further portals (a second path to the same LUNs, as
+	// multipath tests want), also kept across Restart.
+	MoreAddrs []string
 
 	cmd     *exec.Cmd
 	exited  chan struct{} // closed when the process has been reaped
@@ -254,6 +257,13 @@ const ReadyLine = "blockport: serving "
 // gracefully and fails the test if the graceful stop does not exit 0.
 func StartServer(t testing.TB, cfgText string) *Server {
 	t.Helper()
+	return StartServerPortals(t, cfgText, 1)
+}
+
+// StartServerPortals is StartServer with the server listening on n
+// loopback portals: Addr and n-1 MoreAddrs.
+func StartServerPortals(t testing.TB, cfgText string, n int) *Server {
+	t.Helper()
 	dir := TempDir(t)
 	cfgPath := filepath.Join(dir, "blockport.toml")
 	cfgText = strings.ReplaceAll(cfgText, "{{DIR}}", dir)
@@ -266,6 +276,9 @@ func StartServer(t testing.TB, cfgText string) *Server {
 		ConfigPath: cfgPath,
 		Addr:       net.JoinHostPort("127.0.0.1", strconv.Itoa(FreePort(t))),
 		output:     &logBuffer{},
+	}
+	for range n - 1 {
+		s.MoreAddrs = append(s.MoreAddrs, net.JoinHostPort("127.0.0.1", strconv.Itoa(FreePort(t))))
 	}
 	t.Cleanup(func() {
 		if s.Running() {
@@ -289,8 +302,12 @@ func (s *Server) Start() {
 	}
 	bin := Binary(s.t)
 	s.runs++
-	fmt.Fprintf(s.output, "=== run %d: %s serve --config %s --listen %s\n", s.runs, bin, s.ConfigPath, s.Addr)
-	cmd := exec.Command(bin, "serve", "--config", s.ConfigPath, "--listen", s.Addr)
+	args := []string{"serve", "--config", s.ConfigPath, "--listen", s.Addr}
+	for _, a := range s.MoreAddrs {
+		args = append(args, "--listen", a)
+	}
+	fmt.Fprintf(s.output, "=== run %d: %s %s\n", s.runs, bin, strings.Join(args, " "))
+	cmd := exec.Command(bin, args...)
 	cmd.Dir = s.Dir
 	s.stdout = &logBuffer{}
 	cmd.Stdout = io.MultiWriter(s.output, s.stdout)

@@ -132,8 +132,9 @@ func (s *Server) openLU(target string, lc config.LUN, ids *identity) (*scsi.LU, 
 		Serial:     serial,
 		NAA:        scsi.NewNAA(seed),
 		PRFile:     prFile(s.stateDir, scsi.NewNAA(seed)),
-		// thin_threshold_percent (provisioning.go)
+		// thin_threshold_percent and physical_block_size (provisioning.go)
 		ThinThresholdPercent: lc.ThinThresholdPercent,
+		PhysicalBlockSize:    lc.PhysicalBlockSize,
 	})
 	if err != nil {
 		store.Close()

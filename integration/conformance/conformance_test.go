@@ -110,7 +110,8 @@ func runKind(t *testing.T, ctx context.Context, tool, stdbuf string, kind LUNKin
 			t.Skipf("%s LUN left out of the matrix: the config does not validate: %s", kind.Name, strings.TrimSpace(res.Output))
 		}
 	}
-	s := integration.StartServer(t, cfg)
+	// Two portals: the MultipathIO tests reach the LUN by both paths.
+	s := integration.StartServerPortals(t, cfg, 2)
 
 	logPath := filepath.Join(integration.TempDir(t), "iscsi-test-cu.log")
 	if root, err := integration.RepoRoot(); err == nil {
@@ -132,11 +133,12 @@ func runKind(t *testing.T, ctx context.Context, tool, stdbuf string, kind LUNKin
 		Initiator1: "iqn.2026-11.io.blockport:conformance-initiator-1",
 		Initiator2: "iqn.2026-11.io.blockport:conformance-initiator-2",
 		Family:     "ALL",
-		ExtraArgs:  []string{"--allow-sanitize"},
-		Suites:     kind.Suites,
-		Exclude:    kind.Exclude,
-		PerTest:    perTestHangLimit,
-		WorkDir:    integration.TempDir(t),
+		// getopt moves operands last: the second URL is the second path.
+		ExtraArgs: []string{"--allow-sanitize", fmt.Sprintf("iscsi://%s/%s/0", s.MoreAddrs[0], conformanceIQN)},
+		Suites:    kind.Suites,
+		Exclude:   kind.Exclude,
+		PerTest:   perTestHangLimit,
+		WorkDir:   integration.TempDir(t),
 		Alive: func() error {
 			if !s.Running() {
 				return fmt.Errorf("blockport exited: %v", s.ExitError())

@@ -54,18 +54,23 @@ func MatrixKinds(backstores []string) []LUNKind {
 		// medium, as the FUA tests assume.
 		{Name: "file", Expected: "expected.txt",
 			LUN: integration.LUN{Backstore: "file", Path: "lun.img", Size: size, BlockSize: 512, DirectIO: true}},
+		// Thin and 512e (512-byte logical blocks on 4096-byte physical
+		// ones): libiscsi's tests of unaligned UNMAP and of data-out sizes
+		// for WRITE SAME and COMPARE AND WRITE need both.
 		{Name: "sparse", Expected: "expected.sparse.txt", Optional: true,
-			LUN: integration.LUN{Backstore: "sparse", Path: "lun.img", Size: size, BlockSize: 512},
+			LUN: integration.LUN{Backstore: "sparse", Path: "lun.img", Size: size, BlockSize: 512, PhysicalBlockSize: 4096},
 			Setup: func(dir string, lun *integration.LUN) (string, func(), error) {
 				if !has("sparse") {
 					return "this build has no sparse backstore", nil, nil
 				}
 				return "", nil, nil
 			}},
-		{Name: "4k", Expected: "expected.4k.txt", Exclude: slowElsewhere,
+		{Name: "4k", Expected: "expected.4k.txt", Exclude: append(fixedBlock512, slowElsewhere...),
 			LUN: integration.LUN{Backstore: "file", Path: "lun.img", Size: size, BlockSize: 4096, DirectIO: true}},
+		// Thin, so that UNMAP is a command the LUN has and ReadOnly's
+		// UNMAP check meets write protection rather than an unknown opcode.
 		{Name: "readonly", Expected: "expected.readonly.txt",
-			LUN:    integration.LUN{Backstore: "file", Path: "lun.img", Size: size, BlockSize: 512, ReadOnly: true},
+			LUN:    integration.LUN{Backstore: "sparse", Path: "lun.img", Size: size, BlockSize: 512, ReadOnly: true},
 			Suites: readOnlySuites,
 			Setup: func(dir string, lun *integration.LUN) (string, func(), error) {
 				// A read-only LUN serves an existing image.
@@ -75,8 +80,9 @@ func MatrixKinds(backstores []string) []LUNKind {
 				}
 				return "", nil, os.Truncate(lun.Path, matrixLUNSize)
 			}},
+		// Thin as well, so that NoMedia's UNMAP meets MEDIUM NOT PRESENT.
 		{Name: "removable", Expected: "expected.removable.txt", Exclude: slowElsewhere,
-			LUN: integration.LUN{Backstore: "file", Path: "lun.img", Size: size, BlockSize: 512, DirectIO: true, Removable: true}},
+			LUN: integration.LUN{Backstore: "sparse", Path: "lun.img", Size: size, BlockSize: 512, DirectIO: true, Removable: true}},
 		{Name: "block", Expected: "expected.block.txt", Optional: true, Exclude: slowElsewhere,
 			LUN: integration.LUN{Backstore: "block", BlockSize: 512},
 			Setup: func(dir string, lun *integration.LUN) (string, func(), error) {
@@ -125,6 +131,19 @@ func setupLoopDevice(dir string, lun *integration.LUN) (string, func(), error) {
 // a backstore that deallocates and reads zeros: only sparse does) and
 // overwrite (the path every other kind would take).
 var slowElsewhere = []string{"ALL.Sanitize"}
+
+// fixedBlock512 are tests that libiscsi 1.19 (Debian 12) writes with a
+// fixed 512-byte data-out whatever the LUN's block size: on a 4096-byte
+// LUN the data covers part of a block, which Blockport refuses (INVALID
+// FIELD IN INFORMATION UNIT), as a target that never writes part of a
+// block must. Later libiscsi releases size the data from READ CAPACITY.
+// They pass on the 512-byte kinds.
+var fixedBlock512 = []string{
+	"ALL.ProutReserve.AccessEA", "ALL.ProutReserve.AccessWE",
+	"ALL.ProutReserve.AccessEARO", "ALL.ProutReserve.AccessWERO",
+	"ALL.ProutReserve.AccessEAAR", "ALL.ProutReserve.AccessWEAR",
+	"ALL.iSCSITMF.LUNResetSimpleAsync",
+}
 
 var readOnlySuites = []string{
 	"ALL.Inquiry", "ALL.Mandatory", "ALL.ModeSense6", "ALL.NoMedia",

@@ -32,8 +32,9 @@ type Runner struct {
 	// Suites, if set, limits the run to the tests of these suites
 	// ("ALL.ReadOnly"), e.g. the ones that apply to a read-only LUN.
 	Suites []string
-	// Exclude drops the tests of these suites, e.g. a slow suite already
-	// covered on another LUN kind whose code path does not differ here.
+	// Exclude drops the tests of these suites, or these single tests
+	// ("ALL.Suite.Test"), e.g. a slow suite already covered on another LUN
+	// kind whose code path does not differ here.
 	Exclude []string
 	PerTest time.Duration
 	WorkDir string // where test-list files for restarts are written
@@ -81,7 +82,7 @@ func (r *Runner) List(ctx context.Context) ([]string, error) {
 		var kept []string
 		for _, n := range names {
 			for _, s := range r.Suites {
-				if strings.HasPrefix(n, s+".") {
+				if inSuite(n, s) {
 					kept = append(kept, n)
 					break
 				}
@@ -94,7 +95,7 @@ func (r *Runner) List(ctx context.Context) ([]string, error) {
 	next:
 		for _, n := range names {
 			for _, s := range r.Exclude {
-				if strings.HasPrefix(n, s+".") {
+				if inSuite(n, s) || n == s {
 					continue next
 				}
 			}
@@ -107,6 +108,9 @@ func (r *Runner) List(ctx context.Context) ([]string, error) {
 	}
 	return names, nil
 }
+
+// inSuite reports whether the test named name belongs to suite.
+func inSuite(name, suite string) bool { return strings.HasPrefix(name, suite+".") }
 
 // Run runs every test of the family and returns one result per test. It
 // returns an error, with the results so far, when iscsi-test-cu cannot run

@@ -13,10 +13,14 @@ import (
 
 // LUConfig describes one logical unit.
 type LUConfig struct {
-	Backstore  backstore.Backstore
-	BlockSize  uint32 // 512 or 4096 (0 means 512)
-	ReadOnly   bool
-	WriteCache bool // reported as WCE in the caching mode page
+	Backstore backstore.Backstore
+	BlockSize uint32 // 512 or 4096 (0 means 512)
+	// PhysicalBlockSize overrides the physical block size the backstore
+	// reports (backstore.Geometry) when non-zero: a power of two multiple
+	// of BlockSize.
+	PhysicalBlockSize uint32
+	ReadOnly          bool
+	WriteCache        bool // reported as WCE in the caching mode page
 	// Removable makes a removable medium LU (RMB=1): START STOP UNIT
 	// loads and ejects it, PREVENT ALLOW MEDIUM REMOVAL locks it in.
 	Removable bool
@@ -91,6 +95,9 @@ func NewLU(cfg LUConfig) (*LU, error) {
 	case 512, 4096:
 	default:
 		return nil, fmt.Errorf("scsi: block size %d: must be 512 or 4096", cfg.BlockSize)
+	}
+	if p := cfg.PhysicalBlockSize; p != 0 && (p < cfg.BlockSize || p&(p-1) != 0 || p/cfg.BlockSize > 1<<15) {
+		return nil, fmt.Errorf("scsi: physical block size %d: must be a power of two from the block size %d to 32768 times it", p, cfg.BlockSize)
 	}
 	if cfg.NAA == ([16]byte{}) {
 		return nil, errors.New("scsi: LU needs an NAA designator (see NewNAA)")

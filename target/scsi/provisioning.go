@@ -64,10 +64,12 @@ func (lu *LU) initProvisioning() {
 	}
 	p.alloc, _ = lu.store.(backstore.Allocator)
 	p.zeroer, _ = lu.store.(backstore.Zeroer)
-	if g, ok := lu.store.(backstore.Geometry); ok {
-		if phys := g.PhysicalBlockSize(); phys > lu.blockSize && phys%lu.blockSize == 0 {
-			p.physExp = uint8(min(bits.TrailingZeros32(phys/lu.blockSize), 15))
-		}
+	phys := lu.cfg.PhysicalBlockSize
+	if g, ok := lu.store.(backstore.Geometry); ok && phys == 0 {
+		phys = g.PhysicalBlockSize()
+	}
+	if phys > lu.blockSize && phys%lu.blockSize == 0 {
+		p.physExp = uint8(min(bits.TrailingZeros32(phys/lu.blockSize), 15))
 	}
 	// MAXIMUM WRITE SAME LENGTH is the MAXIMUM TRANSFER LENGTH: a WRITE
 	// SAME changes no more blocks than one WRITE may, which bounds its time,

@@ -168,11 +168,19 @@ func (g geometryStore) PhysicalBlockSize() uint32 { return g.phys }
 
 func TestPhysicalBlockExponent(t *testing.T) {
 	for _, tt := range []struct {
-		bs, phys uint32
+		bs, phys uint32 // phys: the backstore's geometry; 0 for none
+		cfgPhys  uint32 // LUConfig.PhysicalBlockSize (physical_block_size)
 		want     byte
-	}{{512, 4096, 3}, {512, 512, 0}, {4096, 4096, 0}, {512, 1024, 1}} {
-		st := geometryStore{newMemStore(1 << 20), tt.phys}
-		lu, err := NewLU(LUConfig{Backstore: st, BlockSize: tt.bs, NAA: NewNAA([]byte("geo"))})
+	}{
+		{512, 4096, 0, 3}, {512, 512, 0, 0}, {4096, 4096, 0, 0}, {512, 1024, 0, 1},
+		// The config's value replaces the backstore's, or its absence.
+		{512, 0, 4096, 3}, {512, 0, 0, 0}, {4096, 0, 16384, 2}, {512, 4096, 512, 0},
+	} {
+		var st backstore.Backstore = newMemStore(1 << 20)
+		if tt.phys != 0 {
+			st = geometryStore{newMemStore(1 << 20), tt.phys}
+		}
+		lu, err := NewLU(LUConfig{Backstore: st, BlockSize: tt.bs, PhysicalBlockSize: tt.cfgPhys, NAA: NewNAA([]byte("geo"))})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -180,10 +188,15 @@ func TestPhysicalBlockExponent(t *testing.T) {
 		d.AddLU(0, lu)
 		clearUA(t, d, nexusA, 0)
 		if got := readCapacity16(t, d)[13] & 0x0F; got != tt.want {
-			t.Errorf("bs %d phys %d: exponent %d, want %d", tt.bs, tt.phys, got, tt.want)
+			t.Errorf("bs %d phys %d config %d: exponent %d, want %d", tt.bs, tt.phys, tt.cfgPhys, got, tt.want)
 		}
-		if g := binary.BigEndian.Uint16(vpd(t, d, vpdBlockLimits)[6:8]); uint32(g) < tt.phys/tt.bs {
-			t.Errorf("bs %d phys %d: OPTIMAL TRANSFER LENGTH GRANULARITY %d", tt.bs, tt.phys, g)
+		if g := binary.BigEndian.Uint16(vpd(t, d, vpdBlockLimits)[6:8]); g < 1<<tt.want {
+			t.Errorf("bs %d phys %d config %d: OPTIMAL TRANSFER LENGTH GRANULARITY %d", tt.bs, tt.phys, tt.cfgPhys, g)
+		}
+	}
+	for _, bad := range []uint32{256, 1536, 512 << 16} {
+		if _, err := NewLU(LUConfig{Backstore: newMemStore(1 << 20), BlockSize: 512, PhysicalBlockSize: bad, NAA: NewNAA([]byte("geo"))}); err == nil {
+			t.Errorf("physical block size %d accepted for 512-byte blocks", bad)
 		}
 	}
 }
