@@ -23,6 +23,7 @@ type blockBackstore struct {
 	logical  uint32 // the device's logical block size
 	physical uint32 // the device's physical block size
 	rdev     uint64 // the device number, to find it in sysfs
+	lunBlock int64  // the LU's block size: only whole LU blocks are served
 }
 
 // discardBlockBackstore is a block device that supports discard: UNMAP
@@ -123,7 +124,7 @@ func setupBlock(f *os.File, opts Options) (*blockBackstore, error) {
 	if opts.Size != 0 && opts.Size != usable {
 		return nil, fmt.Errorf("size %d is configured but the device holds %d bytes; leave size out for a block device", opts.Size, usable)
 	}
-	fb.size = usable
+	fb.size.Store(usable)
 	fb.fsBlock = uint32(physical)
 	if fb.direct {
 		fb.offsetAlign, fb.memAlign = fb.directAlignment()
@@ -132,7 +133,39 @@ func setupBlock(f *os.File, opts Options) (*blockBackstore, error) {
 			return nil, fmt.Errorf("O_DIRECT alignment (memory %d, offset %d) is beyond what this server supports; set direct_io = false", fb.memAlign, fb.offsetAlign)
 		}
 	}
-	return &blockBackstore{fileBackstore: fb, logical: uint32(logical), physical: uint32(physical), rdev: st.Rdev}, nil
+	return &blockBackstore{fileBackstore: fb, logical: uint32(logical), physical: uint32(physical), rdev: st.Rdev, lunBlock: bs}, nil
+}
+
+// Resize measures the device again (BLKGETSIZE64) and serves its new size
+// when it grew (a grown LV or SAN volume). The size is the device's: a
+// non-zero size must equal it. A device that shrank is an error, and the
+// old size stays (its tail then fails with a medium error on access).
+func (b *blockBackstore) Resize(size int64) (int64, error) {
+	if b.closed.Load() {
+		return 0, ErrClosed
+	}
+	cur := b.size.Load()
+	var devSize uint64
+	var ioErr error
+	if err := b.conn.Control(func(fd uintptr) {
+		if _, _, e := unix.Syscall(unix.SYS_IOCTL, fd, unix.BLKGETSIZE64, uintptr(unsafe.Pointer(&devSize))); e != 0 {
+			ioErr = fmt.Errorf("BLKGETSIZE64: %w", e)
+		}
+	}); err != nil {
+		return cur, err
+	}
+	if ioErr != nil {
+		return cur, ioErr
+	}
+	usable := int64(devSize) / b.lunBlock * b.lunBlock
+	switch {
+	case size != 0 && size != usable:
+		return cur, fmt.Errorf("size %d is configured but the device holds %d bytes; leave size out for a block device", size, usable)
+	case usable < cur:
+		return cur, fmt.Errorf("device shrank from %d to %d bytes; still serving %d", cur, usable, cur)
+	}
+	b.size.Store(usable)
+	return usable, nil
 }
 
 // PhysicalBlockSize is the device's physical block size (BLKPBSZGET).

@@ -57,3 +57,13 @@ type Zeroer interface {
 type Geometry interface {
 	PhysicalBlockSize() uint32
 }
+
+// Resizer is a backstore whose capacity can grow while it serves (online
+// resize, SBC-4 CAPACITY DATA HAS CHANGED): an image file is extended to a
+// larger configured size, a block device is measured again.
+type Resizer interface {
+	// Resize grows the backstore to size bytes, or with size 0 to what its
+	// medium holds now, and returns the size it serves from then on. It
+	// never shrinks: a smaller size is an error and changes nothing.
+	Resize(size int64) (int64, error)
+}

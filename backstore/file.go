@@ -26,7 +26,7 @@ type fileBackstore struct {
 	file       *os.File
 	conn       syscall.RawConn // of file; holds the fd open during raw syscalls
 	path       string
-	size       int64
+	size       atomic.Int64 // grows with Resize, never shrinks
 	direct     bool
 	writeCache bool
 	readOnly   bool
@@ -231,23 +231,11 @@ func (b *fileBackstore) setup(opts Options) error {
 		if opts.ReadOnly {
 			return fmt.Errorf("image is %d bytes, smaller than the configured size %d, and read_only forbids growing it", current, want)
 		}
-		// Grow (allocated for a file image, a hole for a sparse one); the
-		// new tail reads as zeros. Sync makes the new size durable before
-		// any write lands beyond the old end.
-		var err error
-		if b.sparse {
-			err = b.file.Truncate(want)
-		} else {
-			err = preallocate(b.file, current, want, b.fallocate, opts.Progress)
-		}
-		if err != nil {
-			return fmt.Errorf("grow image from %d to %d bytes: %w", current, want, err)
-		}
-		if err := b.file.Sync(); err != nil {
-			return fmt.Errorf("grow image from %d to %d bytes: %w", current, want, err)
+		if err := b.grow(current, want, opts.Progress); err != nil {
+			return err
 		}
 	}
-	b.size = want
+	b.size.Store(want)
 
 	if b.direct {
 		b.offsetAlign, b.memAlign = b.directAlignment()
@@ -255,8 +243,8 @@ func (b *fileBackstore) setup(opts Options) error {
 			return fmt.Errorf("O_DIRECT alignment (memory %d, offset %d) is beyond what this server supports; set direct_io = false", b.memAlign, b.offsetAlign)
 		}
 		// The tail unit could only be rewritten whole by extending the file.
-		if b.size%b.offsetAlign != 0 {
-			return fmt.Errorf("size %d is not a multiple of the O_DIRECT alignment %d of this filesystem; change size or set direct_io = false", b.size, b.offsetAlign)
+		if b.size.Load()%b.offsetAlign != 0 {
+			return fmt.Errorf("size %d is not a multiple of the O_DIRECT alignment %d of this filesystem; change size or set direct_io = false", b.size.Load(), b.offsetAlign)
 		}
 	}
 	return nil
@@ -304,7 +292,64 @@ func (b *fileBackstore) directAlignment() (offsetAlign int64, memAlign int) {
 
 func isPowerOfTwo(x int64) bool { return x > 0 && x&(x-1) == 0 }
 
-func (b *fileBackstore) Size() int64 { return b.size }
+func (b *fileBackstore) Size() int64 { return b.size.Load() }
+
+// grow extends the image file from current to want bytes: allocated for a
+// file image, a hole for a sparse one; the new tail reads as zeros. Sync
+// makes the new size durable before any write lands beyond the old end.
+func (b *fileBackstore) grow(current, want int64, progress func(done, total int64)) error {
+	var err error
+	if b.sparse {
+		err = b.file.Truncate(want)
+	} else {
+		err = preallocate(b.file, current, want, b.fallocate, progress)
+	}
+	if err != nil {
+		return fmt.Errorf("grow image from %d to %d bytes: %w", current, want, err)
+	}
+	if err := b.file.Sync(); err != nil {
+		return fmt.Errorf("grow image from %d to %d bytes: %w", current, want, err)
+	}
+	return nil
+}
+
+// Resize grows the image to size bytes while it serves; 0 adopts the
+// file's own length when another program made it longer. It refuses to
+// shrink: the LU above would lose blocks its initiators may hold data in.
+func (b *fileBackstore) Resize(size int64) (int64, error) {
+	if b.closed.Load() {
+		return 0, ErrClosed
+	}
+	cur := b.size.Load()
+	st, err := b.file.Stat()
+	if err != nil {
+		return cur, err
+	}
+	onDisk := st.Size()
+	want := size
+	if want == 0 {
+		want = max(cur, onDisk)
+		if b.direct {
+			want -= want % b.offsetAlign
+		}
+	}
+	switch {
+	case want < cur:
+		return cur, fmt.Errorf("image is %d bytes; refusing to shrink it to %d", cur, want)
+	case want == cur:
+		return cur, nil
+	case b.direct && want%b.offsetAlign != 0:
+		return cur, fmt.Errorf("size %d is not a multiple of the O_DIRECT alignment %d of this filesystem", want, b.offsetAlign)
+	case onDisk < want && b.readOnly:
+		return cur, fmt.Errorf("image is %d bytes, smaller than %d, and read_only forbids growing it", onDisk, want)
+	case onDisk < want:
+		if err := b.grow(onDisk, want, nil); err != nil {
+			return cur, err
+		}
+	}
+	b.size.Store(want)
+	return want, nil
+}
 
 // directReady reports whether p at off can go to O_DIRECT as it is.
 func (b *fileBackstore) directReady(p []byte, off int64) bool {
@@ -321,7 +366,7 @@ func (b *fileBackstore) ReadAt(p []byte, off int64) (int, error) {
 	if b.closed.Load() {
 		return 0, ErrClosed
 	}
-	n, eof := clipRead(len(p), off, b.size)
+	n, eof := clipRead(len(p), off, b.size.Load())
 	if n == 0 {
 		return 0, eof
 	}
@@ -343,7 +388,7 @@ func (b *fileBackstore) ReadAt(p []byte, off int64) (int, error) {
 func (b *fileBackstore) readFull(p []byte, off int64) (int, error) {
 	n, err := b.file.ReadAt(p, off)
 	if err == io.EOF {
-		err = fmt.Errorf("image shorter than its configured size %d: %w", b.size, io.ErrUnexpectedEOF)
+		err = fmt.Errorf("image shorter than its configured size %d: %w", b.size.Load(), io.ErrUnexpectedEOF)
 	}
 	return n, err
 }
@@ -378,7 +423,7 @@ func (b *fileBackstore) WriteAt(p []byte, off int64, fua bool) (int, error) {
 	if b.readOnly {
 		return 0, ErrReadOnly
 	}
-	if err := checkWrite(len(p), off, b.size); err != nil {
+	if err := checkWrite(len(p), off, b.size.Load()); err != nil {
 		return 0, err
 	}
 	if len(p) == 0 {

@@ -641,3 +641,81 @@ func TestFileDirectOnTmpfs(t *testing.T) {
 	defer b.Close()
 	exerciseAgainstModel(t, b, 7, 50)
 }
+
+// Resize grows file and sparse images while they are open, adopts a file
+// another program extended, and refuses to shrink or to grow a read-only
+// image; a refused resize changes nothing.
+func TestImageResize(t *testing.T) {
+	for _, kind := range []string{"file", "sparse"} {
+		for _, direct := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s direct=%v", kind, direct), func(t *testing.T) {
+				path := filepath.Join(t.TempDir(), "img")
+				b, err := Open(Options{Kind: kind, Path: path, Size: 1 << 20, BlockSize: 512, DirectIO: direct})
+				if err != nil {
+					if direct && strings.Contains(err.Error(), "direct_io") {
+						t.Skip("this filesystem refuses O_DIRECT")
+					}
+					t.Fatal(err)
+				}
+				defer b.Close()
+				r := b.(Resizer)
+				block := bytes.Repeat([]byte{0x3C}, 4096)
+				if _, err := b.WriteAt(block, 1<<20-4096, false); err != nil {
+					t.Fatal(err)
+				}
+				steps := []struct {
+					size, want int64
+					err        string
+				}{
+					{1 << 20, 1 << 20, ""},
+					{4 << 20, 4 << 20, ""},
+					{2 << 20, 4 << 20, "refusing to shrink"},
+					{0, 4 << 20, ""},
+				}
+				for _, s := range steps {
+					got, err := r.Resize(s.size)
+					if s.err != "" && (err == nil || !strings.Contains(err.Error(), s.err)) || s.err == "" && err != nil {
+						t.Fatalf("Resize(%d): %v, want error %q", s.size, err, s.err)
+					}
+					if got != s.want || b.Size() != s.want {
+						t.Fatalf("Resize(%d) = %d, Size %d; want %d", s.size, got, b.Size(), s.want)
+					}
+					if st, _ := os.Stat(path); st.Size() != s.want {
+						t.Fatalf("Resize(%d): file is %d bytes, want %d", s.size, st.Size(), s.want)
+					}
+				}
+				// The old data stays, the new tail reads zeros and takes writes.
+				got := make([]byte, 8192)
+				if _, err := b.ReadAt(got, 1<<20-4096); err != nil {
+					t.Fatal(err)
+				}
+				if !bytes.Equal(got[:4096], block) || !bytes.Equal(got[4096:], make([]byte, 4096)) {
+					t.Fatal("data around the old end changed with the resize")
+				}
+				if _, err := b.WriteAt(block, 4<<20-4096, true); err != nil {
+					t.Fatalf("write to the new last block: %v", err)
+				}
+				// Another program extends the image: Resize(0) adopts it.
+				if err := os.Truncate(path, 6<<20); err != nil {
+					t.Fatal(err)
+				}
+				if got, err := r.Resize(0); err != nil || got != 6<<20 {
+					t.Fatalf("Resize(0) after the file grew: %d, %v", got, err)
+				}
+			})
+		}
+	}
+	// A read-only image adopts a longer file but never extends it.
+	path := filepath.Join(t.TempDir(), "ro")
+	if err := os.WriteFile(path, make([]byte, 8192), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	b, err := Open(Options{Kind: "file", Path: path, BlockSize: 512, ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if _, err := b.(Resizer).Resize(16384); err == nil || !strings.Contains(err.Error(), "read_only") || b.Size() != 8192 {
+		t.Fatalf("growing a read-only image: %v, size %d", err, b.Size())
+	}
+}

@@ -41,10 +41,10 @@ func (s *sparseBackstore) Allocated(off, length int64) (bool, int64, error) {
 	if s.closed.Load() {
 		return false, 0, ErrClosed
 	}
-	if off < 0 || length < 0 || off >= s.size {
+	if off < 0 || length < 0 || off >= s.size.Load() {
 		return false, 0, fmt.Errorf("allocation status at offset %d: %w", off, ErrOutOfRange)
 	}
-	end := min(s.size, off+length)
+	end := min(s.size.Load(), off+length)
 	data, err := s.seek(off, unix.SEEK_DATA)
 	if errors.Is(err, unix.ENXIO) {
 		return false, end - off, nil // no data at or after off: a hole to the end
@@ -57,7 +57,7 @@ func (s *sparseBackstore) Allocated(off, length int64) (bool, int64, error) {
 	}
 	hole, err := s.seek(off, unix.SEEK_HOLE)
 	if errors.Is(err, unix.ENXIO) {
-		hole = end // raced with a truncation; the size never changes while open
+		hole = end // raced with a truncation; the size only grows while open
 	} else if err != nil {
 		return false, 0, s.ioError("seek hole in", int(length), off, err)
 	}
@@ -134,8 +134,8 @@ func (b *fileBackstore) changeRange(op string, off, length int64, fua bool, chan
 	if b.readOnly {
 		return ErrReadOnly
 	}
-	if off < 0 || length < 0 || off > b.size || length > b.size-off {
-		return fmt.Errorf("%s %d bytes at offset %d with size %d: %w", op, length, off, b.size, ErrOutOfRange)
+	if off < 0 || length < 0 || off > b.size.Load() || length > b.size.Load()-off {
+		return fmt.Errorf("%s %d bytes at offset %d with size %d: %w", op, length, off, b.size.Load(), ErrOutOfRange)
 	}
 	if length == 0 {
 		return nil
@@ -194,6 +194,6 @@ func (s *sparseBackstore) Space() (used, available int64, err error) {
 	if statErr != nil {
 		return 0, 0, fmt.Errorf("statfs %q: %w", s.path, statErr)
 	}
-	available = max(0, min(s.size-used, int64(fs.Bavail)*fs.Bsize))
+	available = max(0, min(s.size.Load()-used, int64(fs.Bavail)*fs.Bsize))
 	return used, available, nil
 }

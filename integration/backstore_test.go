@@ -2,9 +2,11 @@ package integration
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/blockport/blockport/internal/iscsitest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -330,18 +332,21 @@ func TestBlockBackstoreLoopDevice(t *testing.T) {
 	}
 }
 
-// Growing a LUN's configured size takes effect at restart; shrinking it is
-// refused with a clear error.
-func TestResizeThroughRestart(t *testing.T) {
+// Growing a LUN's configured size and reloading the config grows the LUN
+// under its sessions: a session that was open gets UNIT ATTENTION /
+// CAPACITY DATA HAS CHANGED and then the new capacity, the old data stays
+// and the new blocks work. Shrinking is refused, by reload (nothing
+// changes) and at start.
+func TestOnlineResize(t *testing.T) {
 	QemuISCSI(t)
 	qemuIO := Tool(t, "qemu-io")
 	s := StartServer(t, Config(testIQN, LUN{LUN: 0, Backstore: "sparse", Path: "grow.img", Size: "64MiB", DirectIO: true}))
 	url := s.URL(testIQN, 0)
+	socket := filepath.Join(s.Dir, "state", "admin.sock")
 	qemuIOCheck(t, qemuIO, url, "write -P 0x42 67100000 8000")
 	if rc := readCapacity16(t, url); rc["Total size"] != strconv.Itoa(64<<20) {
 		t.Fatalf("before: %v", rc)
 	}
-	s.Stop()
 	setSize := func(size string) {
 		cfg, err := os.ReadFile(s.ConfigPath)
 		if err != nil {
@@ -352,16 +357,54 @@ func TestResizeThroughRestart(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// A session open across the resize.
+	c, err := iscsitest.Dial(s.Addr, "iqn.2026-11.io.blockport:resize", testIQN, [6]byte{0x80, 0, 0, 0, 0, 9})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.ClearUA(); err != nil {
+		t.Fatal(err)
+	}
+	readCap16 := []byte{0x9e, 0x10, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 32, 0, 0}
+
 	setSize("128MiB")
-	s.Start()
+	if o := MustRun(t, DefaultToolTimeout, Binary(t), "reload", "--socket", socket); !strings.Contains(o, "LUN 0 is now 134217728 bytes") {
+		t.Errorf("reload output: %s", o)
+	}
+	r, err := c.Command(readCap16, 32, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if key, asc, ascq := r.SenseKey(); r.Status != 2 || key != 6 || asc != 0x2a || ascq != 0x09 {
+		t.Fatalf("first command after the resize: status %#x sense %x/%x/%x, want UNIT ATTENTION / CAPACITY DATA HAS CHANGED", r.Status, key, asc, ascq)
+	}
+	if r, err = c.Command(readCap16, 32, nil); err != nil || r.Status != 0 || binary.BigEndian.Uint64(r.Data) != 128<<20/512-1 {
+		t.Fatalf("READ CAPACITY(16) after the resize: %v status %#x data % x", err, r.Status, r.Data)
+	}
 	if rc := readCapacity16(t, url); rc["Total size"] != strconv.Itoa(128<<20) || rc["RETURNED LOGICAL BLOCK ADDRESS"] != strconv.Itoa(128<<20/512-1) {
 		t.Fatalf("after growing: %v", rc)
 	}
 	qemuIOCheck(t, qemuIO, url, "read -P 0x42 67100000 8000", "read -P 0 67108864 1048576", "write -P 0x43 133000000 217728")
-	s.Stop()
+
+	// Shrinking through a reload is refused and changes nothing.
 	setSize("64MiB")
-	res := Run(t, 30*time.Second, Binary(t), "serve", "--config", s.ConfigPath, "--listen", s.Addr)
-	if res.ExitCode() != 1 || !strings.Contains(res.Output, "refusing to shrink") || !strings.Contains(res.Output, "lun 0") {
-		t.Fatalf("shrinking: exit %d\n%s", res.ExitCode(), res.Output)
+	res := Run(t, DefaultToolTimeout, Binary(t), "reload", "--socket", socket)
+	if res.Err == nil || !strings.Contains(res.Output, "cannot shrink") || !strings.Contains(res.Output, "lun 0") {
+		t.Fatalf("shrinking reload: %v\n%s", res.Err, res.Output)
 	}
+	if r, err := c.Command(readCap16, 32, nil); err != nil || r.Status != 0 || binary.BigEndian.Uint64(r.Data) != 128<<20/512-1 {
+		t.Fatalf("READ CAPACITY(16) after a refused shrink: %v status %#x data % x", err, r.Status, r.Data)
+	}
+	qemuIOCheck(t, qemuIO, url, "read -P 0x43 133000000 217728")
+
+	// At start, too.
+	s.Stop()
+	res = Run(t, 30*time.Second, Binary(t), "serve", "--config", s.ConfigPath, "--listen", s.Addr)
+	if res.ExitCode() != 1 || !strings.Contains(res.Output, "refusing to shrink") || !strings.Contains(res.Output, "lun 0") {
+		t.Fatalf("shrinking at start: exit %d\n%s", res.ExitCode(), res.Output)
+	}
+	setSize("128MiB")
+	s.Start()
+	qemuIOCheck(t, qemuIO, url, "read -P 0x42 67100000 8000", "read -P 0x43 133000000 217728")
 }

@@ -43,12 +43,19 @@ type pendingLUN struct {
 	store backstore.Backstore
 }
 
+// resizeLUN is a LUN whose config changed in size only.
+type resizeLUN struct {
+	id   uint64
+	size int64 // the new configured size; 0: what the medium holds
+}
+
 // targetPlan is what a reload does to one target that exists before and after.
 type targetPlan struct {
 	old, new config.Target
 	remove   []uint64          // LUNs to unmap and close (removed or changed)
 	add      []pendingLUN      // opened in the prepare phase
 	deferred []config.LUN      // reuse the path of a LUN being removed: opened after it is closed
+	resize   []resizeLUN       // LUNs that only grow: resized in place, sessions undisturbed
 	access   *access           // non-nil when ACLs, CHAP or alias changed
 	masking  bool              // the LUN masking changed
 	lunCfg   map[uint64]string // for the report
@@ -114,9 +121,20 @@ func (s *Server) Reload(cfg *config.Config) (*ReloadReport, error) {
 		p := &targetPlan{old: otc, new: tc}
 		oldLUNs := lunsByID(otc)
 		newLUNs := lunsByID(tc)
+		for _, lc := range otc.LUNs {
+			nl, ok := newLUNs[lc.ID]
+			if !ok || nl.Size == lc.Size || !sameButSize(nl, lc) {
+				continue
+			}
+			// Online resize: the LU and its sessions stay; it grows.
+			if err := s.checkResize(tc.Name, nl); err != nil {
+				return fail(err)
+			}
+			p.resize = append(p.resize, resizeLUN{id: nl.ID, size: nl.Size})
+		}
 		freed := map[string]bool{} // paths of LUNs this reload closes
 		for _, lc := range otc.LUNs {
-			if nl, ok := newLUNs[lc.ID]; !ok || !reflect.DeepEqual(nl, lc) {
+			if nl, ok := newLUNs[lc.ID]; !ok || !reflect.DeepEqual(nl, lc) && !sameButSize(nl, lc) {
 				p.remove = append(p.remove, lc.ID)
 				if lc.Path != "" {
 					freed[lc.Path] = true
@@ -124,7 +142,7 @@ func (s *Server) Reload(cfg *config.Config) (*ReloadReport, error) {
 			}
 		}
 		for _, lc := range tc.LUNs {
-			if ol, ok := oldLUNs[lc.ID]; ok && reflect.DeepEqual(ol, lc) {
+			if ol, ok := oldLUNs[lc.ID]; ok && (reflect.DeepEqual(ol, lc) || sameButSize(ol, lc)) {
 				continue
 			}
 			if lc.Path != "" && (freed[lc.Path] || s.pathInUse(lc.Path)) {
@@ -221,6 +239,7 @@ func (s *Server) Reload(cfg *config.Config) (*ReloadReport, error) {
 	for _, p := range plans {
 		s.applyTarget(p, ids, rep)
 	}
+	s.remeasure(cfg, rep)
 	s.applyPortals(listenRemove, listenAdd, listenAddAddr, rep)
 
 	s.mu.Lock()
@@ -247,6 +266,17 @@ func (s *Server) applyTarget(p *targetPlan, ids *identity, rep *ReloadReport) {
 		} else {
 			rep.Changes = append(rep.Changes, fmt.Sprintf("target %s: LUN masking changed", name))
 		}
+	}
+	for _, r := range p.resize {
+		lu := dev.LU(r.id)
+		if lu == nil {
+			continue
+		}
+		if _, err := lu.Resize(r.size); err != nil {
+			rep.Warnings = append(rep.Warnings, fmt.Sprintf("target %s lun %d: resize: %v", name, r.id, err))
+			continue
+		}
+		rep.Changes = append(rep.Changes, fmt.Sprintf("target %s: LUN %d is now %d bytes", name, r.id, int64(lu.Blocks())*int64(lu.BlockSize())))
 	}
 	for _, id := range p.remove {
 		if _, err := dev.RemoveLU(id); err != nil {
@@ -436,4 +466,63 @@ func accessEqual(a, b config.Target) bool {
 	a.LUNs, b.LUNs = nil, nil
 	a.PortalGroups, b.PortalGroups = nil, nil
 	return reflect.DeepEqual(a, b)
+}
+
+// sameButSize reports whether two LUN configs differ in nothing but size.
+func sameButSize(a, b config.LUN) bool {
+	a.Size = b.Size
+	return reflect.DeepEqual(a, b)
+}
+
+// checkResize is the prepare-phase check of an online resize: the LU must
+// be able to grow (its backstore a backstore.Resizer) and the new size may
+// not be smaller than what the LU serves, so that a refused resize fails
+// the reload before anything changed.
+func (s *Server) checkResize(target string, lc config.LUN) error {
+	s.mu.RLock()
+	t := s.targets[target]
+	s.mu.RUnlock()
+	if t == nil {
+		return nil
+	}
+	lu := t.Device.LU(lc.ID)
+	if lu == nil {
+		return nil
+	}
+	if _, ok := lu.Backstore().(backstore.Resizer); !ok {
+		return fmt.Errorf("target %s lun %d: size: a %s backstore cannot change size while it serves; restart to apply", target, lc.ID, lc.Backstore)
+	}
+	if current := int64(lu.Blocks()) * int64(lu.BlockSize()); lc.Size != 0 && lc.Size < current {
+		return fmt.Errorf("target %s lun %d: size: %d bytes is smaller than the LUN's %d; a LUN cannot shrink", target, lc.ID, lc.Size, current)
+	}
+	return nil
+}
+
+// remeasure lets LUNs that take their size from the medium (block devices,
+// images without a configured size) grow to it: a reload after an LV or
+// image was extended shows initiators the new capacity.
+func (s *Server) remeasure(cfg *config.Config, rep *ReloadReport) {
+	for _, tc := range cfg.Targets {
+		s.mu.RLock()
+		t := s.targets[tc.Name]
+		s.mu.RUnlock()
+		if t == nil {
+			continue
+		}
+		for _, lc := range tc.LUNs {
+			lu := t.Device.LU(lc.ID)
+			if lc.Size != 0 || lu == nil {
+				continue
+			}
+			if _, ok := lu.Backstore().(backstore.Resizer); !ok {
+				continue
+			}
+			changed, err := lu.Resize(0)
+			if err != nil {
+				rep.Warnings = append(rep.Warnings, fmt.Sprintf("target %s lun %d: %v", tc.Name, lc.ID, err))
+			} else if changed {
+				rep.Changes = append(rep.Changes, fmt.Sprintf("target %s: LUN %d grew to %d bytes", tc.Name, lc.ID, int64(lu.Blocks())*int64(lu.BlockSize())))
+			}
+		}
+	}
 }

@@ -160,7 +160,7 @@ func parseWriteAtomic16(lu *LU, cmd *Command) error {
 	a.lba = binary.BigEndian.Uint64(c[2:10])
 	a.blocks = uint32(binary.BigEndian.Uint16(c[12:14]))
 	// SBC-4: the LBA range is checked before the atomic length limit.
-	if a.lba > lu.blocks || uint64(a.blocks) > lu.blocks-a.lba {
+	if a.lba > lu.blocks.Load() || uint64(a.blocks) > lu.blocks.Load()-a.lba {
 		return sense.LBAOutOfRange()
 	}
 	if a.blocks > lu.maxAtomicBlocks() {

@@ -201,7 +201,7 @@ func (lu *LU) checkBlockIO(cmd *Command) error {
 	a := &cmd.args
 	// SBC-4: LBA + number of blocks beyond the capacity is out of range.
 	// Written so no addition can overflow: lba may be up to 2^64-1.
-	if a.lba > lu.blocks || uint64(a.blocks) > lu.blocks-a.lba {
+	if a.lba > lu.blocks.Load() || uint64(a.blocks) > lu.blocks.Load()-a.lba {
 		return sense.LBAOutOfRange()
 	}
 	if cmd.op.writes && cmd.readOnly {

@@ -6,9 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"math/bits"
+	"sync"
+	"sync/atomic"
 
 	"github.com/blockport/blockport/backstore"
 	"github.com/blockport/blockport/target/scsi/pr"
+	"github.com/blockport/blockport/target/scsi/sense"
 )
 
 // LUConfig describes one logical unit.
@@ -57,15 +60,17 @@ const maxTransferBytes = 8 << 20
 const optimalTransferBytes = 1 << 20
 
 // LU is one logical unit: a backstore seen as blocks, its identity, and its
-// per-nexus unit attention state. Everything but the UA table is immutable
-// after NewLU, so commands read it without locks.
+// per-nexus unit attention state. Everything but the UA table and the
+// capacity (which only grows, Resize) is immutable after NewLU, so commands
+// read it without locks.
 type LU struct {
 	cfg        LUConfig
 	store      backstore.Backstore
 	blockSize  uint32
-	blockShift uint   // log2(blockSize)
-	blocks     uint64 // capacity in logical blocks
-	maxXfer    uint32 // maximum transfer length in blocks (VPD 0xB0)
+	blockShift uint          // log2(blockSize)
+	blocks     atomic.Uint64 // capacity in logical blocks; grows with Resize
+	resizeMu   sync.Mutex    // serializes Resize
+	maxXfer    uint32        // maximum transfer length in blocks (VPD 0xB0)
 
 	stdInquiry []byte           // standard INQUIRY data (SPC-5), prebuilt
 	vpd        map[uint8][]byte // VPD pages by page code, prebuilt
@@ -140,9 +145,9 @@ func NewLU(cfg LUConfig) (*LU, error) {
 		store:      cfg.Backstore,
 		blockSize:  cfg.BlockSize,
 		blockShift: uint(bits.TrailingZeros32(cfg.BlockSize)),
-		blocks:     uint64(size) / uint64(cfg.BlockSize),
 		maxXfer:    maxTransferBytes / cfg.BlockSize,
 	}
+	lu.blocks.Store(uint64(size) / uint64(cfg.BlockSize))
 	lu.ua.init()
 	prState, err := pr.New(cfg.PRFile)
 	if err != nil {
@@ -160,7 +165,42 @@ func NewLU(cfg LUConfig) (*LU, error) {
 func (lu *LU) BlockSize() uint32 { return lu.blockSize }
 
 // Blocks is the capacity in logical blocks.
-func (lu *LU) Blocks() uint64 { return lu.blocks }
+func (lu *LU) Blocks() uint64 { return lu.blocks.Load() }
+
+// Resize grows the LU to size bytes (0: to whatever its medium now holds,
+// a block device that grew) through its backstore (backstore.Resizer).
+// When the capacity changed, every I_T nexus gets UNIT ATTENTION /
+// CAPACITY DATA HAS CHANGED (SBC-4 4.6). A LU never shrinks: data past the
+// new end would vanish under its initiators, so a smaller size is refused
+// and changes nothing.
+func (lu *LU) Resize(size int64) (changed bool, err error) {
+	r, ok := lu.store.(backstore.Resizer)
+	if !ok {
+		return false, errors.New("scsi: this backstore cannot change size while it serves")
+	}
+	lu.resizeMu.Lock()
+	defer lu.resizeMu.Unlock()
+	old := lu.blocks.Load()
+	if size != 0 && (size < int64(old<<lu.blockShift)) {
+		return false, fmt.Errorf("scsi: size %d bytes is smaller than the LU's %d; a LU does not shrink", size, old<<lu.blockShift)
+	}
+	if size%int64(lu.blockSize) != 0 {
+		return false, fmt.Errorf("scsi: size %d bytes is not a multiple of the block size %d", size, lu.blockSize)
+	}
+	got, err := r.Resize(size)
+	if err != nil {
+		return false, err
+	}
+	// The backstore has grown before the LU admits LBAs beyond the old
+	// end, so no command addresses storage that is not there yet.
+	blocks := uint64(got) >> lu.blockShift
+	if blocks <= old {
+		return false, nil
+	}
+	lu.blocks.Store(blocks)
+	lu.ua.establish(sense.CapacityDataChanged, nil)
+	return true, nil
+}
 
 // ReadOnly reports whether the LU refuses writes (DATA PROTECT).
 func (lu *LU) ReadOnly() bool { return lu.cfg.ReadOnly }

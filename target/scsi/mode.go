@@ -126,7 +126,7 @@ func (lu *LU) appendBlockDescriptor(b []byte, long, changeable bool) []byte {
 	if long {
 		var d [16]byte
 		if !changeable {
-			binary.BigEndian.PutUint64(d[0:8], lu.blocks)
+			binary.BigEndian.PutUint64(d[0:8], lu.blocks.Load())
 			binary.BigEndian.PutUint32(d[12:16], lu.blockSize)
 		}
 		return append(b, d[:]...)
@@ -134,7 +134,7 @@ func (lu *LU) appendBlockDescriptor(b []byte, long, changeable bool) []byte {
 	var d [8]byte
 	if !changeable {
 		// SBC-4: a capacity over FFFFFFFFh blocks is reported as FFFFFFFFh.
-		binary.BigEndian.PutUint32(d[0:4], uint32(min(lu.blocks, 0xFFFFFFFF)))
+		binary.BigEndian.PutUint32(d[0:4], uint32(min(lu.blocks.Load(), 0xFFFFFFFF)))
 		d[5], d[6], d[7] = byte(lu.blockSize>>16), byte(lu.blockSize>>8), byte(lu.blockSize)
 	}
 	return append(b, d[:]...)

@@ -152,7 +152,7 @@ func (lu *LU) checkThreshold() {
 	if err != nil {
 		return // a stat failure tells the initiator nothing useful
 	}
-	limit := int64(lu.blocks<<lu.blockShift) / 100 * int64(p.thresholdPercent)
+	limit := int64(lu.blocks.Load()<<lu.blockShift) / 100 * int64(p.thresholdPercent)
 	if used >= limit {
 		if p.armed.CompareAndSwap(true, false) {
 			lu.ua.establish(sense.ThinProvisioningSoftThreshold, nil)
@@ -212,7 +212,7 @@ func (lu *LU) parseUnmapList(list []byte) ([]unmapRange, error) {
 	for i := range n {
 		d := list[8+i*unmapDescLen:]
 		r := unmapRange{lba: binary.BigEndian.Uint64(d[0:8]), blocks: binary.BigEndian.Uint32(d[8:12])}
-		if r.lba > lu.blocks || uint64(r.blocks) > lu.blocks-r.lba {
+		if r.lba > lu.blocks.Load() || uint64(r.blocks) > lu.blocks.Load()-r.lba {
 			return nil, sense.LBAOutOfRange()
 		}
 		if r.blocks > 0 {
@@ -288,10 +288,10 @@ func parseWriteSame(lu *LU, cmd *Command) error {
 		return sense.InvalidFieldInCDB(1, 4)
 	}
 	lbaAndLength(cmd)
-	if a.blocks == 0 && a.lba <= lu.blocks {
-		a.blocks = uint32(min(lu.blocks-a.lba, 0xFFFFFFFF))
+	if a.blocks == 0 && a.lba <= lu.blocks.Load() {
+		a.blocks = uint32(min(lu.blocks.Load()-a.lba, 0xFFFFFFFF))
 	}
-	if a.lba <= lu.blocks && a.blocks > lu.prov.maxWriteSame {
+	if a.lba <= lu.blocks.Load() && a.blocks > lu.prov.maxWriteSame {
 		return sense.InvalidFieldInCDB(lenAt, 7)
 	}
 	cmd.Dir = DirWrite
@@ -382,7 +382,7 @@ func parseGetLBAStatus(lu *LU, cmd *Command) error {
 	c := cmd.CDB
 	cmd.args.lba = binary.BigEndian.Uint64(c[2:10])
 	// SBC-4: a starting LBA beyond the last LBA is out of range.
-	if cmd.args.lba >= lu.blocks {
+	if cmd.args.lba >= lu.blocks.Load() {
 		return sense.LBAOutOfRange()
 	}
 	dataIn(cmd, binary.BigEndian.Uint32(c[10:14]), 8+maxLBAStatusDescs*lbaStatusDescLen)
@@ -401,8 +401,8 @@ func execGetLBAStatus(ctx context.Context, d *Device, cmd *Command) (int, error)
 	descs := max(1, min(maxLBAStatusDescs, (want-8+lbaStatusDescLen-1)/lbaStatusDescLen))
 	resp := make([]byte, 8, 8+descs*lbaStatusDescLen)
 	bs := int64(lu.blockSize)
-	size := int64(lu.blocks) << lu.blockShift
-	for lba := cmd.args.lba; lba < lu.blocks && len(resp) < cap(resp); {
+	size := int64(lu.blocks.Load()) << lu.blockShift
+	for lba := cmd.args.lba; lba < lu.blocks.Load() && len(resp) < cap(resp); {
 		off := int64(lba) << lu.blockShift
 		mapped, run := true, size-off
 		if lu.prov.alloc != nil {

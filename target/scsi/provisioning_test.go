@@ -453,8 +453,8 @@ func FuzzUnmapList(f *testing.F) {
 			return
 		}
 		for _, r := range ranges {
-			if r.blocks == 0 || r.lba+uint64(r.blocks) > lu.blocks || r.lba+uint64(r.blocks) < r.lba {
-				t.Fatalf("range %+v escapes the LU of %d blocks", r, lu.blocks)
+			if r.blocks == 0 || r.lba+uint64(r.blocks) > lu.blocks.Load() || r.lba+uint64(r.blocks) < r.lba {
+				t.Fatalf("range %+v escapes the LU of %d blocks", r, lu.blocks.Load())
 			}
 		}
 	})

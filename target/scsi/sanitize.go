@@ -221,7 +221,7 @@ func (lu *LU) startSanitize(job func(report func(done, total int64)) error, ause
 	go func() {
 		// Wait for the commands already running on the LU, then hold every
 		// block until the end (Prepare refuses new ones meanwhile).
-		t := lu.locks.lock(0, lu.blocks, true)
+		t := lu.locks.lock(0, lu.blocks.Load(), true)
 		err := job(func(n, total int64) {
 			s.progress.Store(uint32(min(n*65536/max(total, 1), 65535)))
 		})
@@ -270,7 +270,7 @@ func (s *sanitizeState) exitFailureMode() error {
 // sanitizeRate. With INVERT, every other pass writes the inverted pattern.
 // The pattern repeats from the start of each block.
 func (lu *LU) overwriteAll(ow overwriteParams, report func(done, total int64)) error {
-	size := int64(lu.blocks) << lu.blockShift
+	size := int64(lu.blocks.Load()) << lu.blockShift
 	total := size * int64(ow.passes)
 	buf := backstore.GetBuffer(sanitizeChunk)
 	defer backstore.PutBuffer(buf)
@@ -309,7 +309,7 @@ func (lu *LU) overwriteAll(ow overwriteParams, report func(done, total int64)) e
 
 // eraseAll deallocates every block.
 func (lu *LU) eraseAll(report func(done, total int64)) error {
-	size := int64(lu.blocks) << lu.blockShift
+	size := int64(lu.blocks.Load()) << lu.blockShift
 	for off := int64(0); off < size; {
 		k := min(sanitizeEraseChunk, size-off)
 		if err := lu.prov.unmapper.Unmap(off, k, lu.writeThrough()); err != nil {

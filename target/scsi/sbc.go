@@ -328,7 +328,7 @@ func execPreFetch(ctx context.Context, d *Device, cmd *Command) (int, error) {
 	}
 	blocks := uint64(cmd.args.blocks)
 	if blocks == 0 {
-		blocks = lu.blocks - cmd.args.lba
+		blocks = lu.blocks.Load() - cmd.args.lba
 	}
 	// A hint that fails changes nothing the initiator can see.
 	_ = p.Prefetch(int64(cmd.args.lba<<lu.blockShift), int64(blocks<<lu.blockShift))
@@ -351,7 +351,7 @@ func execReadCapacity10(ctx context.Context, d *Device, cmd *Command) (int, erro
 	lu := cmd.lu
 	var b [8]byte
 	// SBC-4: FFFFFFFFh tells the initiator to use READ CAPACITY(16).
-	binary.BigEndian.PutUint32(b[0:4], uint32(min(lu.blocks-1, 0xFFFFFFFF)))
+	binary.BigEndian.PutUint32(b[0:4], uint32(min(lu.blocks.Load()-1, 0xFFFFFFFF)))
 	binary.BigEndian.PutUint32(b[4:8], lu.blockSize)
 	return putOut(cmd, b[:]), nil
 }
@@ -365,7 +365,7 @@ func parseReadCapacity16(lu *LU, cmd *Command) error {
 func execReadCapacity16(ctx context.Context, d *Device, cmd *Command) (int, error) {
 	lu := cmd.lu
 	var b [32]byte
-	binary.BigEndian.PutUint64(b[0:8], lu.blocks-1) // RETURNED LOGICAL BLOCK ADDRESS: the last LBA
+	binary.BigEndian.PutUint64(b[0:8], lu.blocks.Load()-1) // RETURNED LOGICAL BLOCK ADDRESS: the last LBA
 	binary.BigEndian.PutUint32(b[8:12], lu.blockSize)
 	// P_TYPE/PROT_EN 0 (no protection information); the physical block
 	// exponent, LBPME and LBPRZ come from the backstore (provisioning.go).

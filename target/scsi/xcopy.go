@@ -344,11 +344,11 @@ func planCopy(l *xcopyList, targets []*copyTarget) ([]copyStep, error) {
 		}
 		// Byte ranges within the capacity, written so nothing overflows:
 		// an LBA may be up to 2^64-1.
-		srcCap, dstCap := src.lu.blocks*sbs, dst.lu.blocks*dbs
-		if s.srcLBA > src.lu.blocks || s.srcLBA*sbs+srcOff > srcCap || n > srcCap-(s.srcLBA*sbs+srcOff) {
+		srcCap, dstCap := src.lu.blocks.Load()*sbs, dst.lu.blocks.Load()*dbs
+		if s.srcLBA > src.lu.blocks.Load() || s.srcLBA*sbs+srcOff > srcCap || n > srcCap-(s.srcLBA*sbs+srcOff) {
 			return nil, sense.CopyAborted(&sense.FieldPointer{Byte: uint16(s.off + 12), Bit: -1})
 		}
-		if s.dstLBA > dst.lu.blocks || s.dstLBA*dbs+dstOff > dstCap || n > dstCap-(s.dstLBA*dbs+dstOff) {
+		if s.dstLBA > dst.lu.blocks.Load() || s.dstLBA*dbs+dstOff > dstCap || n > dstCap-(s.dstLBA*dbs+dstOff) {
 			return nil, sense.CopyAborted(&sense.FieldPointer{Byte: uint16(s.off + 20), Bit: -1})
 		}
 		if n > 0 && dst.readOnly {
