@@ -135,7 +135,7 @@ func DefaultTOML() []byte { return append([]byte(nil), defaultTOML...) }
 
 // Default returns the built-in configuration: one target
 // iqn.2026-11.io.blockport:lab open to any initiator, whose LUN 0 is a 1 GiB
-// image ./blockport-data/lab0.img, served on 127.0.0.1:3260. Relative paths
+// sparse image ./blockport-data/lab0.img, served on 127.0.0.1:3260. Relative paths
 // in it are relative to the process's working directory. It touches no files.
 func Default() *Config {
 	c, err := parse("default.toml", defaultTOML, "", false)

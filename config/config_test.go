@@ -616,7 +616,7 @@ func TestDefault(t *testing.T) {
 			Alias:             "lab",
 			AllowAnyInitiator: true,
 			LUNs: []LUN{{
-				ID: 0, Backstore: "file", Path: "./blockport-data/lab0.img",
+				ID: 0, Backstore: "sparse", Path: "./blockport-data/lab0.img",
 				Size: 1 << 30, BlockSize: 512, DirectIO: true,
 			}},
 		}},

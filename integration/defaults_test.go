@@ -1,0 +1,76 @@
+package integration
+
+import (
+	"bufio"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// `blockport serve` with no config serves the built-in lab target: a 1 GiB
+// thin image under ./blockport-data/ that takes space only where written,
+// announced by one line with the URL to connect to; SIGTERM stops it with
+// exit status 0. `blockport version` names the backstores it has.
+func TestServeBuiltInDefault(t *testing.T) {
+	inq := Tool(t, "iscsi-inq")
+	if out := MustRun(t, DefaultToolTimeout, Binary(t), "version"); !strings.Contains(out, "blockport") || !strings.Contains(out, "backstores: ") {
+		t.Errorf("blockport version: %q", out)
+	}
+	dir := TempDir(t)
+	addr := "127.0.0.1:" + strconv.Itoa(FreePort(t))
+	cmd, cancel := Command(2*time.Minute, Binary(t), "serve", "--listen", addr)
+	defer cancel()
+	cmd.Dir = dir
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	lines := make(chan string, 1)
+	go func() {
+		r := bufio.NewReader(stdout)
+		first, _ := r.ReadString('\n')
+		lines <- first
+		io.Copy(io.Discard, r)
+	}()
+	var ready string
+	select {
+	case ready = <-lines:
+	case <-time.After(StartTimeout):
+		t.Fatalf("no ready line; stderr:\n%s", stderr.String())
+	}
+	url := "iscsi://" + addr + "/iqn.2026-11.io.blockport:lab/0"
+	if !strings.HasPrefix(ready, ReadyLine) || !strings.Contains(ready, url) {
+		t.Fatalf("ready line %q does not give %s", ready, url)
+	}
+	if out := MustRun(t, DefaultToolTimeout, inq, url); !strings.Contains(out, "BLOCKPRT") {
+		t.Errorf("iscsi-inq on the default LUN:\n%s", out)
+	}
+	var st syscall.Stat_t
+	img := filepath.Join(dir, "blockport-data", "lab0.img")
+	if err := syscall.Stat(img, &st); err != nil {
+		t.Fatal(err)
+	}
+	if st.Size != 1<<30 || st.Blocks*512 > 64<<20 {
+		t.Errorf("default image: %d bytes, %d allocated; want 1 GiB, thin", st.Size, st.Blocks*512)
+	}
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("after SIGTERM: %v\n%s", err, stderr.String())
+	}
+	if _, err := os.Stat(img); err != nil {
+		t.Fatal(err)
+	}
+}
