@@ -51,6 +51,10 @@ type Options struct {
 	// Progress, when not nil, is called as a file image is preallocated
 	// (created or grown) with the bytes done so far and the total.
 	Progress func(done, total int64)
+	// KeyFile, when set, encrypts the data at rest with the key kept in
+	// that file, created when missing (crypt.go); file, sparse and block
+	// backstores only. It makes CRYPTOGRAPHIC ERASE possible.
+	KeyFile string
 }
 
 // DefaultBlockSize is used when Options.BlockSize is 0.
@@ -125,6 +129,10 @@ func Open(opts Options) (Backstore, error) {
 	b, err := open(opts)
 	if err != nil {
 		return nil, wrap(err)
+	}
+	if ce, ok := b.(CryptoEraser); opts.KeyFile != "" && (!ok || !ce.Encrypted()) {
+		b.Close()
+		return nil, wrap(fmt.Errorf("a %s backstore cannot encrypt", opts.Kind))
 	}
 	return b, nil
 }

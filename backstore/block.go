@@ -126,6 +126,9 @@ func setupBlock(f *os.File, opts Options) (*blockBackstore, error) {
 	}
 	fb.size.Store(usable)
 	fb.fsBlock = uint32(physical)
+	if err := fb.setupCrypt(opts); err != nil {
+		return nil, err
+	}
 	if fb.direct {
 		fb.offsetAlign, fb.memAlign = fb.directAlignment()
 		fb.offsetAlign = max(fb.offsetAlign, int64(logical))
@@ -166,6 +169,21 @@ func (b *blockBackstore) Resize(size int64) (int64, error) {
 	}
 	b.size.Store(usable)
 	return usable, nil
+}
+
+// CryptoErase on a device replaces the key only: zeroing a whole device
+// would take as long as overwriting it, which is what the key change saves.
+func (b *blockBackstore) CryptoErase() error {
+	if b.crypt == nil {
+		return errors.New("backstore: not encrypted")
+	}
+	if b.readOnly {
+		return ErrReadOnly
+	}
+	if err := b.crypt.rekey(); err != nil {
+		return err
+	}
+	return b.Sync()
 }
 
 // PhysicalBlockSize is the device's physical block size (BLKPBSZGET).

@@ -56,6 +56,23 @@ type fileBackstore struct {
 	// sparse: the image allocates on write (kind "sparse"); growing it
 	// leaves a hole instead of preallocating.
 	sparse bool
+
+	// crypt enciphers the data at rest (Options.KeyFile, crypt.go); nil
+	// for plain data. Set at open.
+	crypt *cryptState
+}
+
+// setupCrypt turns on encryption when opts ask for it.
+func (b *fileBackstore) setupCrypt(opts Options) error {
+	if opts.KeyFile == "" {
+		return nil
+	}
+	c, err := openCrypt(opts.KeyFile)
+	if err != nil {
+		return err
+	}
+	b.crypt = c
+	return nil
 }
 
 func openFile(opts Options) (Backstore, error) {
@@ -99,6 +116,10 @@ func openImage(opts Options, sparse bool) (*fileBackstore, error) {
 	b := newFileBackstore(f, opts)
 	b.sparse = sparse
 	if err := b.setup(opts); err != nil {
+		f.Close()
+		return nil, err
+	}
+	if err := b.setupCrypt(opts); err != nil {
 		f.Close()
 		return nil, err
 	}
@@ -371,6 +392,12 @@ func (b *fileBackstore) ReadAt(p []byte, off int64) (int, error) {
 		return 0, eof
 	}
 	p = p[:n]
+	if b.crypt != nil {
+		if err := checkCryptRange(n, off); err != nil {
+			return 0, err
+		}
+		defer func() { b.crypt.decrypt(p, off) }()
+	}
 	var err error
 	if b.direct && !b.directReady(p, off) {
 		n, err = b.readBounce(p, off)
@@ -428,6 +455,17 @@ func (b *fileBackstore) WriteAt(p []byte, off int64, fua bool) (int, error) {
 	}
 	if len(p) == 0 {
 		return 0, nil
+	}
+	if b.crypt != nil {
+		// The caller's buffer stays plaintext (COMPARE AND WRITE, WRITE
+		// AND VERIFY and copies read it again): encipher into a pooled one.
+		if err := checkCryptRange(len(p), off); err != nil {
+			return 0, err
+		}
+		buf := GetBuffer(len(p))
+		defer PutBuffer(buf)
+		b.crypt.encrypt(buf, p, off)
+		p = buf[:len(p)]
 	}
 	var n int
 	var err error

@@ -88,8 +88,12 @@ type LUN struct {
 	// STOP UNIT with LOEJ ejects and loads it, PREVENT ALLOW MEDIUM REMOVAL
 	// locks it in; with the medium ejected, I/O fails with MEDIUM NOT PRESENT.
 	Removable bool
-	Vendor    string // INQUIRY VENDOR IDENTIFICATION, up to 8 printable ASCII bytes; empty means "BLOCKPRT"
-	Product   string // INQUIRY PRODUCT IDENTIFICATION, up to 16 printable ASCII bytes; empty means "Blockport Disk"
+	// Encrypt (encrypt) keeps the data enciphered at rest (AES-256-XTS)
+	// with a per-LU key in state_dir/keys, so that SANITIZE CRYPTOGRAPHIC
+	// ERASE can erase the whole LU at once. File, sparse and block only.
+	Encrypt bool
+	Vendor  string // INQUIRY VENDOR IDENTIFICATION, up to 8 printable ASCII bytes; empty means "BLOCKPRT"
+	Product string // INQUIRY PRODUCT IDENTIFICATION, up to 16 printable ASCII bytes; empty means "Blockport Disk"
 }
 
 // Backstore kinds.

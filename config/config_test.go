@@ -326,6 +326,11 @@ name = "iqn.2026-11.io.blockport:a"
   backstore = "memory"
   size = "1MiB"
   physical_block_size = 4096
+  [[target.lun]]
+  lun = 9
+  backstore = "memory"
+  size = "1MiB"
+  encrypt = true
 `,
 			wants: []want{
 				{6, "target[0].lun[0].path", "/dev/null is not a block device"},
@@ -337,6 +342,7 @@ name = "iqn.2026-11.io.blockport:a"
 				{28, "target[0].lun[5].path", "missing: a block backstore needs"},
 				{35, "target[0].lun[6].physical_block_size", "power of two from block_size (512)"},
 				{41, "target[0].lun[7].physical_block_size", "not 512"},
+				{51, "target[0].lun[9].encrypt", "memory backstore keeps nothing at rest"},
 			},
 		},
 		{

@@ -17,7 +17,7 @@ var (
 	rootKeys   = []string{"server", "discovery", "limits", "target"}
 	serverKeys = []string{"listen", "state_dir", "log_level", "log_format", "metrics_listen", "admin_socket"}
 	targetKeys = []string{"name", "alias", "allow_any_initiator", "lun", "acl", "chap", "mutual_chap", "chap_algorithms", "portal_group"}
-	lunKeys    = []string{"lun", "backstore", "path", "size", "block_size", "direct_io", "write_cache", "read_only", "serial", "removable", "vendor", "product", "thin_threshold_percent", "physical_block_size"}
+	lunKeys    = []string{"lun", "backstore", "path", "size", "block_size", "direct_io", "write_cache", "read_only", "serial", "removable", "vendor", "product", "thin_threshold_percent", "physical_block_size", "encrypt"}
 )
 
 // decodeTOML parses the text into generic maps. Decoding into maps cannot
@@ -323,6 +323,7 @@ func decodeLUN(t table, baseDir string) LUN {
 	t.boolean("read_only", &lun.ReadOnly)
 	t.str("serial", &lun.Serial)
 	t.boolean("removable", &lun.Removable)
+	t.boolean("encrypt", &lun.Encrypt)
 	t.str("vendor", &lun.Vendor)
 	t.str("product", &lun.Product)
 	return lun

@@ -201,6 +201,9 @@ func validateLUN(lun *LUN, key string, r *reporter, checkFiles bool) {
 	if p := lun.PhysicalBlockSize; p != 0 && blockSizeOK && (p < lun.BlockSize || p&(p-1) != 0 || p/lun.BlockSize > 1<<15) {
 		r.add(key+".physical_block_size", "must be a power of two from block_size (%d) to 32768 times it, not %d", lun.BlockSize, p)
 	}
+	if lun.Encrypt && lun.Backstore == BackstoreMemory {
+		r.add(key+".encrypt", "a memory backstore keeps nothing at rest to encrypt; use file, sparse or block")
+	}
 	if lun.ThinThresholdPercent > 0 && lun.Backstore != BackstoreSparse {
 		r.add(key+".thin_threshold_percent", "only a sparse backstore is thin provisioned; %s allocates up front", lun.Backstore)
 	} else if lun.ThinThresholdPercent > 100 {

@@ -18,6 +18,7 @@ type LUN struct {
 	WriteCache        bool // not for memory
 	ReadOnly          bool
 	Removable         bool // removable medium (START STOP UNIT load/eject)
+	Encrypt           bool // data enciphered at rest (CRYPTOGRAPHIC ERASE)
 	// ThinThresholdPercent sets thin_threshold_percent (sparse only); 0 omits it.
 	ThinThresholdPercent int
 }
@@ -53,6 +54,9 @@ func Config(iqn string, luns ...LUN) string {
 		}
 		if l.Removable {
 			b.WriteString("  removable = true\n")
+		}
+		if l.Encrypt {
+			b.WriteString("  encrypt = true\n")
 		}
 	}
 	return b.String()

@@ -104,6 +104,12 @@ func (s *Server) buildTarget(tc config.Target, ids *identity) (*iscsi.Target, er
 // openLU opens the backstore of one LUN and builds its LU; the caller owns
 // the store (reload.go uses it for LUNs added at run time).
 func (s *Server) openLU(target string, lc config.LUN, ids *identity) (*scsi.LU, backstore.Backstore, error) {
+	seed := ids.seed(target, lc.ID)
+	keyFile := ""
+	if lc.Encrypt {
+		// The key follows the LU's identity, as its reservations do.
+		keyFile = stateFile(s.stateDir, keyStateDir, scsi.NewNAA(seed), ".key")
+	}
 	store, err := backstore.Open(backstore.Options{
 		Kind:       lc.Backstore,
 		Path:       lc.Path,
@@ -112,11 +118,11 @@ func (s *Server) openLU(target string, lc config.LUN, ids *identity) (*scsi.LU, 
 		DirectIO:   lc.DirectIO,
 		WriteCache: lc.WriteCache,
 		ReadOnly:   lc.ReadOnly,
+		KeyFile:    keyFile,
 	})
 	if err != nil {
 		return nil, nil, fmt.Errorf("target %s lun %d: %w", target, lc.ID, err)
 	}
-	seed := ids.seed(target, lc.ID)
 	serial := lc.Serial
 	if serial == "" {
 		serial = ids.serial(target, lc.ID)

@@ -20,10 +20,11 @@ import (
 //     backstore unmaps so that the blocks read back as zeros and reports
 //     what is mapped (a sparse file): there the old data is gone from the
 //     medium and GET LBA STATUS shows it (WABEREQ 01b: reads succeed).
-//   - CRYPTOGRAPHIC ERASE is not offered: it erases by changing the key
-//     that encrypts the medium, and no Blockport backstore encrypts. The
-//     service action is therefore unsupported (INVALID FIELD IN CDB) and
-//     absent from REPORT SUPPORTED OPERATION CODES.
+//   - CRYPTOGRAPHIC ERASE changes the key that encrypts the medium. It is
+//     offered on a LU whose backstore encrypts (encrypt = true); elsewhere
+//     the service action is unsupported (INVALID FIELD IN CDB) and absent
+//     from REPORT SUPPORTED OPERATION CODES. Reads afterwards succeed
+//     (WACEREQ 01b) and return zeros or noise, never the old data.
 //   - EXIT FAILURE MODE leaves the failure mode of a failed sanitize that
 //     was started with AUSE=1.
 //
@@ -39,6 +40,7 @@ const (
 	opSanitize                    = 0x48
 	saSanitizeOverwrite           = 0x01
 	saSanitizeBlockErase          = 0x02
+	saSanitizeCryptoErase         = 0x03
 	saSanitizeExitFailure         = 0x1F
 	sanitizeOverwriteHdrLen       = 4
 	sanitizeChunk                 = 1 << 20
@@ -103,6 +105,23 @@ func (lu *LU) canBlockErase() bool {
 	return p.unmapper != nil && p.unmap.ReadsZero && p.alloc != nil
 }
 
+// canCryptoErase reports whether CRYPTOGRAPHIC ERASE is offered on lu: its
+// backstore enciphers the data (backstore.CryptoEraser).
+func (lu *LU) canCryptoErase() bool {
+	ce, ok := lu.store.(backstore.CryptoEraser)
+	return ok && ce.Encrypted()
+}
+
+// cryptoErase replaces the backstore's key (the job of a CRYPTOGRAPHIC
+// ERASE): instant whatever the LU's size.
+func (lu *LU) cryptoErase(report func(done, total int64)) error {
+	if err := lu.store.(backstore.CryptoEraser).CryptoErase(); err != nil {
+		return err
+	}
+	report(1, 1)
+	return nil
+}
+
 // SANITIZE CDB (SBC-4): byte 1 IMMED (7), reserved (6), AUSE (5), SERVICE
 // ACTION (4-0); bytes 2-6 reserved; bytes 7-8 PARAMETER LIST LENGTH.
 func parseSanitize(lu *LU, cmd *Command) error {
@@ -125,7 +144,8 @@ func parseSanitize(lu *LU, cmd *Command) error {
 		}
 		cmd.Dir, cmd.TransferLength = DirWrite, n
 	default:
-		// BLOCK ERASE and EXIT FAILURE MODE take no parameter list.
+		// BLOCK ERASE, CRYPTOGRAPHIC ERASE and EXIT FAILURE MODE take no
+		// parameter list.
 		if n != 0 {
 			return sense.InvalidFieldInCDB(7, 7)
 		}
@@ -188,6 +208,8 @@ func execSanitize(ctx context.Context, d *Device, cmd *Command) (int, error) {
 		job = func(report func(done, total int64)) error { return lu.overwriteAll(ow, report) }
 	case saSanitizeBlockErase:
 		job = lu.eraseAll
+	case saSanitizeCryptoErase:
+		job = lu.cryptoErase
 	}
 	done, err := lu.startSanitize(job, ause)
 	if err != nil {

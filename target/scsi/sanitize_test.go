@@ -3,6 +3,8 @@ package scsi
 import (
 	"bytes"
 	"encoding/binary"
+	"github.com/blockport/blockport/backstore"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -228,6 +230,53 @@ func TestSanitizeBlockErase(t *testing.T) {
 	r = run(t, d, nexusA, 0, rsocCDB(2, opSanitize, saSanitizeBlockErase, 64), nil, 64)
 	if r.data[1]&0x07 != 3 {
 		t.Fatalf("BLOCK ERASE support % x", r.data)
+	}
+}
+
+// CRYPTOGRAPHIC ERASE is offered only where the backstore encrypts; there
+// it replaces the key, and the old data is gone from every block at once.
+func TestSanitizeCryptoErase(t *testing.T) {
+	const bs = 512
+	d, lu, _ := newSparseDevice(t, 2048, bs)
+	if lu.canCryptoErase() {
+		t.Fatal("a plain LU offers CRYPTOGRAPHIC ERASE")
+	}
+	run(t, d, nexusA, 0, sanitizeCDB(saSanitizeCryptoErase, false, false, 0), nil, 0).check(t, invalidField(1, 4))
+	if r := run(t, d, nexusA, 0, inquiryCDB(true, vpdBlockCharacteristic, 64), nil, 64); r.data[7]>>4&3 != 0 {
+		t.Fatalf("WACEREQ %d without encryption", r.data[7]>>4&3)
+	}
+
+	store, err := backstore.Open(backstore.Options{Kind: "sparse", Path: filepath.Join(t.TempDir(), "enc.img"),
+		Size: 2048 * bs, BlockSize: bs, KeyFile: filepath.Join(t.TempDir(), "enc.key")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	lu, err = NewLU(LUConfig{Backstore: store, BlockSize: bs, NAA: NewNAA([]byte("enc"))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d = NewDevice("enc")
+	d.AddLU(0, lu)
+	clearUA(t, d, nexusA, 0)
+	secret := fill(128*bs, 0x5E)
+	run(t, d, nexusA, 0, cdb10(opWrite10, 0, 100, 128), secret, 128*bs).check(t, good)
+	if r := run(t, d, nexusA, 0, cdb10(opRead10, 0, 100, 128), nil, 128*bs); !bytes.Equal(r.data, secret) {
+		t.Fatal("an encrypted LU does not read back what was written")
+	}
+	run(t, d, nexusA, 0, sanitizeCDB(saSanitizeCryptoErase, false, false, 8), make([]byte, 8), 8).check(t, invalidField(7, 7))
+	run(t, d, nexusA, 0, sanitizeCDB(saSanitizeCryptoErase, false, false, 0), nil, 0).check(t, good)
+	r := run(t, d, nexusA, 0, cdb10(opRead10, 0, 100, 128), nil, 128*bs)
+	r.check(t, good)
+	if bytes.Contains(r.data, secret[:bs]) {
+		t.Fatal("the old data reads back after CRYPTOGRAPHIC ERASE")
+	}
+	// VPD B1h: WACEREQ 01b; REPORT SUPPORTED OPERATION CODES lists it.
+	if r := run(t, d, nexusA, 0, inquiryCDB(true, vpdBlockCharacteristic, 64), nil, 64); r.data[7]>>4&3 != 1 {
+		t.Fatalf("WACEREQ %d", r.data[7]>>4&3)
+	}
+	if r := run(t, d, nexusA, 0, rsocCDB(2, opSanitize, saSanitizeCryptoErase, 64), nil, 64); r.data[1]&0x07 != 3 {
+		t.Fatalf("CRYPTOGRAPHIC ERASE support % x", r.data)
 	}
 }
 

@@ -87,9 +87,12 @@ func (lu *LU) vpdBlockCharacteristics() []byte {
 	binary.BigEndian.PutUint16(body[0:2], 0x0001) // MEDIUM ROTATION RATE 1: non-rotating medium
 	if lu.canBlockErase() {
 		// WABEREQ 01b: a read after SANITIZE BLOCK ERASE succeeds (the
-		// blocks read as zeros) (sanitize.go). WACEREQ stays 00b: no
-		// CRYPTOGRAPHIC ERASE.
+		// blocks read as zeros) (sanitize.go).
 		body[3] |= 0x40
+	}
+	if lu.canCryptoErase() {
+		// WACEREQ 01b: so does a read after CRYPTOGRAPHIC ERASE.
+		body[3] |= 0x10
 	}
 	return vpdPage(vpdBlockCharacteristic, body)
 }
