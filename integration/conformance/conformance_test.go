@@ -17,6 +17,9 @@ import (
 
 func TestMain(m *testing.M) { os.Exit(integration.Main(m)) }
 
+// multipathSuite needs two paths to the LUN: it runs in a pass of its own.
+const multipathSuite = "ALL.MultipathIO"
+
 const (
 	conformanceIQN   = "iqn.2026-11.io.blockport:conformance"
 	overallTimeout   = 15 * time.Minute
@@ -126,61 +129,88 @@ func runKind(t *testing.T, ctx context.Context, tool, stdbuf string, kind LUNKin
 	}
 	defer logFile.Close()
 
-	r := &Runner{
-		Tool:       tool,
-		Stdbuf:     stdbuf,
-		URL:        s.URL(conformanceIQN, 0),
-		Initiator1: "iqn.2026-11.io.blockport:conformance-initiator-1",
-		Initiator2: "iqn.2026-11.io.blockport:conformance-initiator-2",
-		Family:     "ALL",
-		// getopt moves operands last: the second URL is the second path.
-		ExtraArgs: []string{"--allow-sanitize", fmt.Sprintf("iscsi://%s/%s/0", s.MoreAddrs[0], conformanceIQN)},
-		Suites:    kind.Suites,
-		Exclude:   kind.Exclude,
-		PerTest:   perTestHangLimit,
-		WorkDir:   integration.TempDir(t),
-		Alive: func() error {
-			if !s.Running() {
-				return fmt.Errorf("blockport exited: %v", s.ExitError())
-			}
-			return nil
-		},
-		Output: logFile,
-		Logf:   t.Logf,
+	// Two passes. The first runs the kind's tests through one portal:
+	// through two, libiscsi takes the second path as the "second
+	// initiator" of tests that clone one, and state those tests leave on
+	// it (a SCSI-2 RESERVE that a closed clone would have released)
+	// leaks into later tests. There MultipathIO finds one path and skips;
+	// the second pass runs it again through both portals, and its
+	// outcomes replace the first pass's.
+	url2 := fmt.Sprintf("iscsi://%s/%s/0", s.MoreAddrs[0], conformanceIQN)
+	type pass struct {
+		suites, exclude []string
+		extraURL        string
+	}
+	passes := []pass{{suites: kind.Suites, exclude: kind.Exclude}}
+	if len(kind.Suites) == 0 {
+		passes = append(passes, pass{suites: []string{multipathSuite}, extraURL: url2})
 	}
 	start := time.Now()
-	rep, runErr := r.Run(ctx)
+	var results []Result
+	var runErr error
+	for _, p := range passes {
+		r := &Runner{
+			Tool:       tool,
+			Stdbuf:     stdbuf,
+			URL:        s.URL(conformanceIQN, 0),
+			Initiator1: "iqn.2026-11.io.blockport:conformance-initiator-1",
+			Initiator2: "iqn.2026-11.io.blockport:conformance-initiator-2",
+			Family:     "ALL",
+			ExtraArgs:  []string{"--allow-sanitize"},
+			Suites:     p.suites,
+			Exclude:    p.exclude,
+			PerTest:    perTestHangLimit,
+			WorkDir:    integration.TempDir(t),
+			Alive: func() error {
+				if !s.Running() {
+					return fmt.Errorf("blockport exited: %v", s.ExitError())
+				}
+				return nil
+			},
+			Output: logFile,
+			Logf:   t.Logf,
+		}
+		if p.extraURL != "" {
+			// getopt moves operands last: this is the second path.
+			r.ExtraArgs = append(r.ExtraArgs, p.extraURL)
+		}
+		rep, err := r.Run(ctx)
+		if rep == nil {
+			t.Logf("iscsi-test-cu console log: %s", logPath)
+			t.Fatalf("conformance run: %v", err)
+		}
+		results = mergeResults(results, rep.Results)
+		for _, inc := range rep.Incidents {
+			t.Errorf("incident: %s", inc)
+		}
+		logSlowest(t, rep.Durations, 5)
+		// CUnit's own count must agree with ours when the run was not
+		// restarted, or the parser has drifted from iscsi-test-cu's output.
+		if totals := Totals(rep.Results); rep.Runs == 1 && len(rep.Summaries) == 1 {
+			sum := rep.Summaries[0]
+			if sum.Ran != totals[Pass]+totals[Skip]+totals[Fail] || sum.Failed != totals[Fail] {
+				t.Errorf("parsed %d pass+skip, %d fail, but CUnit's summary says %d ran, %d failed", totals[Pass]+totals[Skip], totals[Fail], sum.Ran, sum.Failed)
+			}
+		}
+		if err != nil {
+			runErr = err
+			t.Errorf("conformance run: %v", err)
+			break
+		}
+	}
 	t.Logf("iscsi-test-cu console log: %s", logPath)
-	if rep == nil {
-		t.Fatalf("conformance run: %v", runErr)
-	}
-	totals := Totals(rep.Results)
-	t.Logf("%s LUN: %d pass, %d skip, %d fail, %d missing after %v in %d run(s)",
-		kind.Name, totals[Pass], totals[Skip], totals[Fail], totals[Missing], time.Since(start).Round(time.Second), rep.Runs)
-	for _, inc := range rep.Incidents {
-		t.Errorf("incident: %s", inc)
-	}
-	logSlowest(t, rep.Durations, 5)
-	if runErr != nil {
-		t.Errorf("conformance run: %v", runErr)
-	}
+	totals := Totals(results)
+	t.Logf("%s LUN: %d pass, %d skip, %d fail, %d missing after %v",
+		kind.Name, totals[Pass], totals[Skip], totals[Fail], totals[Missing], time.Since(start).Round(time.Second))
 	if !s.Running() {
 		t.Fatalf("blockport died during the conformance run: %v", s.ExitError())
 	}
-	// CUnit's own count must agree with ours when the run was not restarted,
-	// or the parser has drifted from iscsi-test-cu's output.
-	if rep.Runs == 1 && len(rep.Summaries) == 1 {
-		sum := rep.Summaries[0]
-		if sum.Ran != totals[Pass]+totals[Skip]+totals[Fail] || sum.Failed != totals[Fail] {
-			t.Errorf("parsed %d pass+skip, %d fail, but CUnit's summary says %d ran, %d failed", totals[Pass]+totals[Skip], totals[Fail], sum.Ran, sum.Failed)
-		}
-	}
 	if runErr != nil {
 		// Partial results are not compared or saved.
-		return rep.Results
+		return results
 	}
-	compareExpected(t, kind.Expected, rep.Results)
-	return rep.Results
+	compareExpected(t, kind.Expected, results)
+	return results
 }
 
 // compareExpected checks results against an expectations file, or rewrites
@@ -245,4 +275,22 @@ func logSlowest(t *testing.T, durations map[string]time.Duration, n int) {
 	if len(lines) > 0 {
 		t.Logf("slowest tests: %s", strings.Join(lines, ", "))
 	}
+}
+
+// mergeResults adds the results of a later pass to earlier ones: a test
+// run again replaces its earlier outcome in place; new ones are appended.
+func mergeResults(earlier, later []Result) []Result {
+	at := make(map[string]int, len(earlier))
+	for i, r := range earlier {
+		at[r.Name] = i
+	}
+	for _, r := range later {
+		if i, ok := at[r.Name]; ok {
+			earlier[i] = r
+			continue
+		}
+		at[r.Name] = len(earlier)
+		earlier = append(earlier, r)
+	}
+	return earlier
 }

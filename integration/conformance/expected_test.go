@@ -151,6 +151,38 @@ func TestExpectedFileParses(t *testing.T) {
 	}
 }
 
+// The matrix's goal, kept by the files: every test passes on at least one
+// LUN kind, and wherever one does not pass, its line says why.
+func TestExpectedEveryTestPassesSomewhere(t *testing.T) {
+	passed := map[string]bool{}
+	var order []string
+	for _, kind := range MatrixKinds(nil) {
+		f, err := os.Open(kind.Expected)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e, err := ParseExpectations(f)
+		f.Close()
+		if err != nil {
+			t.Fatalf("%s: %v", kind.Expected, err)
+		}
+		for _, entry := range e.Entries {
+			if _, seen := passed[entry.Name]; !seen {
+				order = append(order, entry.Name)
+			}
+			passed[entry.Name] = passed[entry.Name] || entry.Outcome == Pass
+			if entry.Outcome != Pass && entry.Comment == "" {
+				t.Errorf("%s: %s is %s without a reason (add <TAB># why)", kind.Expected, entry.Name, entry.Outcome)
+			}
+		}
+	}
+	for _, name := range order {
+		if !passed[name] {
+			t.Errorf("%s passes on no LUN kind of the matrix", name)
+		}
+	}
+}
+
 func checkExpectedFile(t *testing.T, expectedFile string) {
 	f, err := os.Open(expectedFile)
 	if err != nil {

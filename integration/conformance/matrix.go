@@ -54,11 +54,11 @@ func MatrixKinds(backstores []string) []LUNKind {
 		// medium, as the FUA tests assume.
 		{Name: "file", Expected: "expected.txt",
 			LUN: integration.LUN{Backstore: "file", Path: "lun.img", Size: size, BlockSize: 512, DirectIO: true}},
-		// Thin and 512e (512-byte logical blocks on 4096-byte physical
-		// ones): libiscsi's tests of unaligned UNMAP and of data-out sizes
-		// for WRITE SAME and COMPARE AND WRITE need both.
+		// Encrypted at rest, so that SANITIZE offers all three erase
+		// methods here: libiscsi's Sanitize.Readonly and .Reservations
+		// check each and skip unless all are offered.
 		{Name: "sparse", Expected: "expected.sparse.txt", Optional: true,
-			LUN: integration.LUN{Backstore: "sparse", Path: "lun.img", Size: size, BlockSize: 512, PhysicalBlockSize: 4096},
+			LUN: integration.LUN{Backstore: "sparse", Path: "lun.img", Size: size, BlockSize: 512, Encrypt: true},
 			Setup: func(dir string, lun *integration.LUN) (string, func(), error) {
 				if !has("sparse") {
 					return "this build has no sparse backstore", nil, nil
@@ -80,9 +80,18 @@ func MatrixKinds(backstores []string) []LUNKind {
 				}
 				return "", nil, os.Truncate(lun.Path, matrixLUNSize)
 			}},
-		// Thin as well, so that NoMedia's UNMAP meets MEDIUM NOT PRESENT.
-		{Name: "removable", Expected: "expected.removable.txt", Exclude: slowElsewhere,
-			LUN: integration.LUN{Backstore: "sparse", Path: "lun.img", Size: size, BlockSize: 512, DirectIO: true, Removable: true}},
+		// Thin as well, so that NoMedia's UNMAP meets MEDIUM NOT PRESENT;
+		// and 512e (512-byte logical blocks on 4096-byte physical ones):
+		// libiscsi's tests of unaligned UNMAP and of data-out sizes for
+		// WRITE SAME and COMPARE AND WRITE want a thin LUN with more than
+		// one logical block per physical block.
+		//
+		// GetLBAStatus.UnmapSingle asks for the status from LBA i+1 and
+		// wants the first descriptor to start at i+LBPPB, which SBC-4
+		// forbids (the first descriptor starts at the requested LBA) unless
+		// LBPPB is 1: it runs on the sparse kind.
+		{Name: "removable", Expected: "expected.removable.txt", Exclude: append([]string{"ALL.GetLBAStatus.UnmapSingle"}, slowElsewhere...),
+			LUN: integration.LUN{Backstore: "sparse", Path: "lun.img", Size: size, BlockSize: 512, PhysicalBlockSize: 4096, DirectIO: true, Removable: true}},
 		{Name: "block", Expected: "expected.block.txt", Optional: true, Exclude: slowElsewhere,
 			LUN: integration.LUN{Backstore: "block", BlockSize: 512},
 			Setup: func(dir string, lun *integration.LUN) (string, func(), error) {
@@ -130,19 +139,27 @@ func setupLoopDevice(dir string, lun *integration.LUN) (string, func(), error) {
 // 60 s). Those two kinds cover both of its methods: block erase (which needs
 // a backstore that deallocates and reads zeros: only sparse does) and
 // overwrite (the path every other kind would take).
-var slowElsewhere = []string{"ALL.Sanitize"}
+//
+// A kind with exclusions runs its tests from a list, where iscsi-test-cu
+// makes every test a suite of its own. libiscsi 1.19's
+// iSCSITMF.LUNResetSimpleAsync then fails before it sends anything: it
+// asserts on a flag that only its TMF callback sets, right after queueing
+// the TMF (upstream moved the assert after the wait in commit 5553d6b);
+// run with its suite, as on the file and sparse kinds, it passes. So the
+// kinds that use a list leave it out.
+var slowElsewhere = []string{"ALL.Sanitize", "ALL.iSCSITMF.LUNResetSimpleAsync"}
 
 // fixedBlock512 are tests that libiscsi 1.19 (Debian 12) writes with a
-// fixed 512-byte data-out whatever the LUN's block size: on a 4096-byte
-// LUN the data covers part of a block, which Blockport refuses (INVALID
-// FIELD IN INFORMATION UNIT), as a target that never writes part of a
-// block must. Later libiscsi releases size the data from READ CAPACITY.
-// They pass on the 512-byte kinds.
+// fixed 512-byte data-out whatever the LUN's block size
+// (verify_write_works): on a 4096-byte LUN the data covers part of a
+// block, which Blockport refuses (INVALID FIELD IN INFORMATION UNIT), as a
+// target that never writes part of a block must. Upstream sizes the data
+// from the block size since commit 7258fbf. They pass on the 512-byte
+// kinds.
 var fixedBlock512 = []string{
 	"ALL.ProutReserve.AccessEA", "ALL.ProutReserve.AccessWE",
 	"ALL.ProutReserve.AccessEARO", "ALL.ProutReserve.AccessWERO",
 	"ALL.ProutReserve.AccessEAAR", "ALL.ProutReserve.AccessWEAR",
-	"ALL.iSCSITMF.LUNResetSimpleAsync",
 }
 
 var readOnlySuites = []string{
@@ -151,6 +168,8 @@ var readOnlySuites = []string{
 	"ALL.Read6", "ALL.Read10", "ALL.Read12", "ALL.Read16",
 	"ALL.ReadCapacity10", "ALL.ReadCapacity16", "ALL.ReadDefectData10", "ALL.ReadDefectData12",
 	"ALL.ReadOnly", "ALL.ReportSupportedOpcodes", "ALL.StartStopUnit", "ALL.TestUnitReady",
-	"ALL.Verify10", "ALL.Verify12", "ALL.Verify16", "ALL.GetLBAStatus",
+	"ALL.Verify10", "ALL.Verify12", "ALL.Verify16",
+	// GetLBAStatus.UnmapSingle writes and unmaps first.
+	"ALL.GetLBAStatus.Simple", "ALL.GetLBAStatus.BeyondEol",
 	"ALL.iSCSIcmdsn",
 }

@@ -30,7 +30,8 @@ type Runner struct {
 	Family     string   // "ALL"
 	ExtraArgs  []string // more iscsi-test-cu options, e.g. --allow-sanitize
 	// Suites, if set, limits the run to the tests of these suites
-	// ("ALL.ReadOnly"), e.g. the ones that apply to a read-only LUN.
+	// ("ALL.ReadOnly"), or to these single tests ("ALL.Suite.Test"), e.g.
+	// the ones that apply to a read-only LUN.
 	Suites []string
 	// Exclude drops the tests of these suites, or these single tests
 	// ("ALL.Suite.Test"), e.g. a slow suite already covered on another LUN
@@ -95,7 +96,7 @@ func (r *Runner) List(ctx context.Context) ([]string, error) {
 	next:
 		for _, n := range names {
 			for _, s := range r.Exclude {
-				if inSuite(n, s) || n == s {
+				if inSuite(n, s) {
 					continue next
 				}
 			}
@@ -109,8 +110,9 @@ func (r *Runner) List(ctx context.Context) ([]string, error) {
 	return names, nil
 }
 
-// inSuite reports whether the test named name belongs to suite.
-func inSuite(name, suite string) bool { return strings.HasPrefix(name, suite+".") }
+// inSuite reports whether the test named name belongs to suite, or is the
+// test that suite names ("ALL.Suite.Test").
+func inSuite(name, suite string) bool { return name == suite || strings.HasPrefix(name, suite+".") }
 
 // Run runs every test of the family and returns one result per test. It
 // returns an error, with the results so far, when iscsi-test-cu cannot run
