@@ -3,7 +3,7 @@ package iscsi
 import "time"
 
 // tmfWait bounds how long a TMF waits for the tasks it aborted to stop.
-const tmfWait = 30 * time.Second
+var tmfWait = 30 * time.Second // a variable so tests can shorten it
 
 // handleTaskMgmt runs a task management function. Waiting for aborted tasks
 // happens off the reader goroutine so data for other tasks keeps flowing.
@@ -43,7 +43,7 @@ func (c *conn) handleTaskMgmt(h *BHS) error {
 			return nil
 		}
 		waits := c.abortTasks(func(x *task) bool { return x == t })
-		c.goSender(func() { waitAll(waits, tmfWait); respond(TMFRespFunctionComplete) })
+		c.goSender(func() { respond(completeAfter(waits)) })
 	case TMFAbortTaskSet, TMFClearTaskSet:
 		if lu == nil {
 			respond(TMFRespLUNNotExist)
@@ -56,7 +56,7 @@ func (c *conn) handleTaskMgmt(h *BHS) error {
 		} else {
 			waits = c.abortTasks(onLU)
 		}
-		c.goSender(func() { waitAll(waits, tmfWait); respond(TMFRespFunctionComplete) })
+		c.goSender(func() { respond(completeAfter(waits)) })
 	case TMFLogicalUnitReset:
 		if lu == nil {
 			respond(TMFRespLUNNotExist)
@@ -65,7 +65,10 @@ func (c *conn) handleTaskMgmt(h *BHS) error {
 		waits := c.svc.abortTarget(c.sess.target.Name, onLU)
 		nexus := c.sess.nexus
 		c.goSender(func() {
-			waitAll(waits, tmfWait)
+			if code := completeAfter(waits); code != TMFRespFunctionComplete {
+				respond(code)
+				return
+			}
 			if err := dev.LUNReset(nexus, lun); err != nil {
 				respond(TMFRespLUNNotExist)
 				return
@@ -77,7 +80,10 @@ func (c *conn) handleTaskMgmt(h *BHS) error {
 		waits := c.svc.abortTarget(name, func(*task) bool { return true })
 		nexus := c.sess.nexus
 		c.goSender(func() {
-			waitAll(waits, tmfWait)
+			if code := completeAfter(waits); code != TMFRespFunctionComplete {
+				respond(code)
+				return
+			}
 			dev.TargetReset(nexus)
 			respond(TMFRespFunctionComplete)
 			if fn == TMFTargetColdReset {
@@ -156,14 +162,30 @@ func (s *Service) abortTarget(target string, match func(*task) bool) []chan stru
 	return waits
 }
 
-func waitAll(waits []chan struct{}, d time.Duration) {
+// waitAll waits for every channel to close, at most d in all; it reports
+// whether they all did.
+func waitAll(waits []chan struct{}, d time.Duration) bool {
 	timer := time.NewTimer(d)
 	defer timer.Stop()
 	for _, w := range waits {
 		select {
 		case <-w:
 		case <-timer.C:
-			return
+			return false
 		}
 	}
+	return true
+}
+
+// completeAfter waits (tmfWait at most) for the aborted tasks to stop and
+// gives the TMF's response: FUNCTION COMPLETE only once none of them can
+// still touch the medium (RFC 7143 4.2.3.3: the response comes after the
+// affected tasks are terminated). A task stuck in its backstore past the
+// bound gets FUNCTION REJECTED, so the initiator escalates (a reset, a new
+// session) instead of believing a write that may yet land was stopped.
+func completeAfter(waits []chan struct{}) uint8 {
+	if waitAll(waits, tmfWait) {
+		return TMFRespFunctionComplete
+	}
+	return TMFRespFunctionRejected
 }

@@ -3,7 +3,9 @@ package iscsi
 import (
 	"bytes"
 	"encoding/binary"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/blockport/blockport/backstore"
 	"github.com/blockport/blockport/target/scsi"
@@ -184,5 +186,90 @@ func TestTaskManagementFollowsMasking(t *testing.T) {
 	a.lun = rawLUN(1)
 	if r := a.command(read10(20, 1), 512, nil, 0); r.status != 0 || !bytes.Equal(r.data, make([]byte, 512)) {
 		t.Errorf("LU 1 block 20 after its write was cleared: status %#x, data %x...", r.status, r.data[:8])
+	}
+}
+
+// stuckStore is a backstore whose writes wait until release is closed, as
+// a write stuck in a hung disk or NFS server does.
+type stuckStore struct {
+	backstore.Backstore
+	entered chan struct{} // receives once per write that started
+	release chan struct{}
+}
+
+func (s *stuckStore) WriteAt(p []byte, off int64, fua bool) (int, error) {
+	s.entered <- struct{}{}
+	<-s.release
+	return s.Backstore.WriteAt(p, off, fua)
+}
+
+// A TMF whose tasks do not stop in time is not reported as done: the
+// write could still land after the initiator was told it was aborted.
+func TestTaskManagementRejectsWhileTaskStuck(t *testing.T) {
+	old := tmfWait
+	tmfWait = 200 * time.Millisecond
+	t.Cleanup(func() { tmfWait = old }) // runs after the fabric has stopped
+	stuck := &stuckStore{entered: make(chan struct{}, 4), release: make(chan struct{})}
+	f := startFabricWith(t, Options{}, func(tg *Target) {
+		mem, err := backstore.Open(backstore.Options{Kind: "memory", Size: 1 << 20, BlockSize: 512})
+		if err != nil {
+			t.Fatal(err)
+		}
+		stuck.Backstore = mem
+		lu, err := scsi.NewLU(scsi.LUConfig{Backstore: stuck, BlockSize: 512, Serial: "stuck", NAA: scsi.NewNAA([]byte("stuck"))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := tg.Device.AddLU(1, lu); err != nil {
+			t.Fatal(err)
+		}
+	})
+	var once sync.Once
+	releaseAll := func() { once.Do(func() { close(stuck.release) }) }
+	t.Cleanup(releaseAll)
+	in := dial(t, f)
+	in.mustLogin(KeyValue{Key: "ImmediateData", Value: "Yes"})
+	in.lun = rawLUN(1)
+	in.clearUA()
+
+	for i, tt := range []struct {
+		name string
+		fn   uint8
+	}{{"ABORT TASK", TMFAbortTask}, {"LOGICAL UNIT RESET", TMFLogicalUnitReset}} {
+		// A write with its data as immediate data: it executes at once and
+		// sticks in the backstore.
+		itt := in.itt
+		in.itt++
+		var cdb [16]byte
+		copy(cdb[:], write10(uint32(8*i), 1))
+		req := SCSICommand{Final: true, Write: true, Attr: TaskAttrSimple, LUN: in.lun, ITT: itt,
+			ExpectedDataTransferLength: 512, CmdSN: in.cmdSN, ExpStatSN: in.expSN, CDB: cdb}
+		in.cmdSN++
+		var h BHS
+		req.Encode(&h)
+		if err := in.w.WritePDU(&h, make([]byte, 512)); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case <-stuck.entered:
+		case <-time.After(5 * time.Second):
+			t.Fatal("the write never reached the backstore")
+		}
+		start := time.Now()
+		if got := in.tmf(tt.fn, in.lun, itt); got != TMFRespFunctionRejected {
+			t.Errorf("%s of a task stuck in its backstore: response %d, want FUNCTION REJECTED", tt.name, got)
+		}
+		if d := time.Since(start); d < tmfWait {
+			t.Errorf("%s answered after %v, before its %v bound", tt.name, d, tmfWait)
+		}
+		if tt.fn == TMFLogicalUnitReset {
+			releaseAll()
+		}
+	}
+	// Once the writes end, the connection goes on.
+	releaseAll()
+	in.clearUA()
+	if r := in.command(read10(0, 1), 512, nil, 0); r.status != 0 {
+		t.Fatalf("READ after the stuck writes: status %#x", r.status)
 	}
 }
