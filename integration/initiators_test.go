@@ -112,9 +112,26 @@ func TestInquiry(t *testing.T) {
 	// SPC-5 7.7.16: the Supported VPD Pages page lists at least 0x00, and
 	// SBC-4 requires 0x80 (serial, when supported) and 0x83 (identification).
 	supported := inquiry(t, iscsiInq, url, 0x00)
-	for _, page := range []string{"Page:0x00", "Page:0x80", "Page:0x83"} {
+	for _, page := range []string{"Page:0x00", "Page:0x80", "Page:0x83", "Page:0xb0", "Page:0xb1", "Page:0xb2"} {
 		if !strings.Contains(supported, page) {
 			t.Errorf("Supported VPD Pages lacks %s:\n%s", page, supported)
+		}
+	}
+	// SBC-4 block pages: limits, characteristics, provisioning. A thick
+	// file LUN is fully provisioned and offers no UNMAP.
+	for _, tt := range []struct {
+		page int
+		want []string
+	}{
+		{0xb0, []string{"maximum compare and write length:255", "maximum transfer length:16384", "maximum unmap lba count:0"}},
+		{0xb1, []string{"Medium Rotation Rate:1"}},
+		{0xb2, []string{"lbpu:0", "provisioning type:0"}},
+	} {
+		out := inquiry(t, iscsiInq, url, tt.page)
+		for _, w := range tt.want {
+			if !strings.Contains(out, w) {
+				t.Errorf("VPD page %#x lacks %q:\n%s", tt.page, w, out)
+			}
 		}
 	}
 
