@@ -52,8 +52,8 @@ func (d *Device) AddLU(lun uint64, lu *LU) error {
 			return fmt.Errorf("scsi: %s: LU is already mapped at LUN %d", d.name, n)
 		}
 	}
-	d.lunsChangedLocked()
 	d.lus[lun] = lu
+	d.lunsChangedLocked(d.seesLUNLocked(lun))
 	return nil
 }
 
@@ -66,15 +66,37 @@ func (d *Device) RemoveLU(lun uint64) (*LU, error) {
 		return nil, fmt.Errorf("scsi: %s: no LU at LUN %d", d.name, lun)
 	}
 	delete(d.lus, lun)
-	d.lunsChangedLocked()
+	d.lunsChangedLocked(d.seesLUNLocked(lun))
 	return lu, nil
 }
 
-// lunsChangedLocked tells every nexus that knows an LU of this device that
-// the LUN inventory changed (SPC-5: REPORTED LUNS DATA HAS CHANGED).
-func (d *Device) lunsChangedLocked() {
+// lunsChangedLocked tells the nexuses whose LUN inventory changed, those
+// affected accepts, through every LU of this device they know (SPC-5:
+// REPORTED LUNS DATA HAS CHANGED). Other initiators are not disturbed.
+func (d *Device) lunsChangedLocked(affected func(Nexus) bool) {
 	for _, lu := range d.lus {
-		lu.ua.establish(sense.ReportedLUNsDataChanged, nil)
+		lu.ua.establish(sense.ReportedLUNsDataChanged, affected)
+	}
+}
+
+// seesLUNLocked returns whether a nexus' view includes the device's LUN
+// lun, under whatever number: who is affected when it comes or goes.
+func (d *Device) seesLUNLocked(lun uint64) func(Nexus) bool {
+	m := d.masking
+	return func(n Nexus) bool {
+		if m == nil {
+			return true
+		}
+		v := m.view(n.Initiator)
+		if v.all {
+			return true
+		}
+		for _, lm := range v.byAs {
+			if lm.LUN == lun {
+				return true
+			}
+		}
+		return false
 	}
 }
 

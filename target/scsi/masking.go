@@ -2,6 +2,7 @@ package scsi
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 )
@@ -51,8 +52,8 @@ func (m *compiledMasking) view(initiator string) *lunView {
 
 // SetMasking installs LUN masking; nil removes it, so that every initiator
 // sees every LUN (the default). A mapping may name a LUN that has no LU
-// (yet): it then answers as an unmapped LUN. Every initiator is told that
-// the inventory may have changed (REPORTED LUNS DATA HAS CHANGED).
+// (yet): it then answers as an unmapped LUN. The initiators whose view
+// changed are told (REPORTED LUNS DATA HAS CHANGED); the others are not.
 func (d *Device) SetMasking(m *Masking) error {
 	var cm *compiledMasking
 	if m != nil {
@@ -80,9 +81,27 @@ func (d *Device) SetMasking(m *Masking) error {
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	old := d.masking
 	d.masking = cm
-	d.lunsChangedLocked()
+	d.lunsChangedLocked(func(n Nexus) bool { return !sameView(old.viewOf(n.Initiator), cm.viewOf(n.Initiator)) })
 	return nil
+}
+
+// viewOf is view with nil masking meaning that every LUN is visible.
+func (m *compiledMasking) viewOf(initiator string) *lunView {
+	if m == nil {
+		return viewAll
+	}
+	return m.view(initiator)
+}
+
+// sameView reports whether two views show the same LUNs, numbered and
+// protected alike.
+func sameView(a, b *lunView) bool {
+	if a.all || b.all {
+		return a.all == b.all
+	}
+	return maps.Equal(a.byAs, b.byAs)
 }
 
 // resolve finds the LU that nexus n addresses as lun and whether its

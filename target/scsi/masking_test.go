@@ -5,6 +5,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/blockport/blockport/target/scsi/sense"
 )
 
 // maskedDevice maps three LUs at 0, 1, 2 and masks them: A sees 0 and 1 as
@@ -169,3 +171,32 @@ func TestSetMaskingRejects(t *testing.T) {
 
 func read10(lba uint32, n uint16) []byte  { return cdb10(opRead10, 0, lba, n) }
 func write10(lba uint32, n uint16) []byte { return cdb10(opWrite10, 0, lba, n) }
+
+// Only the initiators whose view of the LUNs changed hear of it.
+func TestMaskingChangeTellsOnlyAffected(t *testing.T) {
+	d, _ := maskedDevice(t, false)
+	tur := []byte{opTestUnitReady, 0, 0, 0, 0, 0}
+	clearUA(t, d, nexusA, 0)
+	clearUA(t, d, nexusA, 1)
+	clearUA(t, d, nexusB, 0)
+	lunsChanged := checkCond(sense.KeyUnitAttention, 0x3F, 0x0E)
+
+	// B's view changes (LUN 2 becomes read-write); A's does not.
+	err := d.SetMasking(&Masking{Initiators: map[string][]LUNMapping{
+		nexusA.Initiator: {{LUN: 0, As: 0}, {LUN: 1, As: 1}},
+		nexusB.Initiator: {{LUN: 2, As: 0}, {LUN: 1, As: 1}},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	run(t, d, nexusA, 0, tur, nil, 0).check(t, good)
+	run(t, d, nexusB, 0, tur, nil, 0).check(t, lunsChanged)
+	run(t, d, nexusB, 0, tur, nil, 0).check(t, good)
+
+	// An LU removed from the device: only those who saw it hear of it.
+	if _, err := d.RemoveLU(0); err != nil {
+		t.Fatal(err)
+	}
+	run(t, d, nexusB, 0, tur, nil, 0).check(t, good)
+	run(t, d, nexusA, 1, tur, nil, 0).check(t, lunsChanged)
+}
