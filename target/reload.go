@@ -183,6 +183,15 @@ func (s *Server) Reload(cfg *config.Config) (*ReloadReport, error) {
 			removed = append(removed, otc.Name)
 		}
 	}
+	// [discovery]: compiled now, installed with the rest below.
+	var newDiscovery *iscsi.AuthPolicy
+	if !reflect.DeepEqual(old.Discovery, cfg.Discovery) {
+		da, err := discoveryAuth(cfg.Discovery)
+		if err != nil {
+			return fail(err)
+		}
+		newDiscovery = &da
+	}
 	var listenAdd []net.Listener
 	var listenAddAddr []string
 	listenRemove := map[int]bool{}
@@ -235,6 +244,10 @@ func (s *Server) Reload(cfg *config.Config) (*ReloadReport, error) {
 			rep.Warnings = append(rep.Warnings, err.Error())
 		}
 		rep.Changes = append(rep.Changes, fmt.Sprintf("removed target %s (closed %d sessions)", name, n))
+	}
+	if newDiscovery != nil {
+		s.svc.SetDiscoveryAuth(*newDiscovery)
+		rep.Changes = append(rep.Changes, "discovery authentication changed (from the next discovery login)")
 	}
 	for _, p := range plans {
 		s.applyTarget(p, ids, rep)
@@ -438,9 +451,6 @@ func restartOnly(old, cfg *config.Config) []string {
 	}
 	if !reflect.DeepEqual(old.Limits, cfg.Limits) {
 		w = append(w, "[limits] take effect at the next start")
-	}
-	if !reflect.DeepEqual(old.Discovery, cfg.Discovery) {
-		w = append(w, "[discovery] takes effect at the next start")
 	}
 	return w
 }

@@ -313,7 +313,7 @@ func (c *conn) loginKeys(st *loginState, kvs []KeyValue) ([]KeyValue, error) {
 				st.auth = t.Auth(st.initiator)
 			}
 		} else {
-			st.auth = c.svc.opts.DiscoveryAuth
+			st.auth = *c.svc.discoveryAuth.Load()
 		}
 		if st.auth.CHAP != nil && st.stage != stageSecurity {
 			// RFC 7143 6.3: a login that starts in the operational stage

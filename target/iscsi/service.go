@@ -98,6 +98,9 @@ type Service struct {
 
 	guard     *loginGuard
 	malformed atomic.Uint64 // PDUs rejected or that closed a connection
+	// discoveryAuth is what a discovery session must prove: opts'
+	// DiscoveryAuth until SetDiscoveryAuth replaces it (a reload).
+	discoveryAuth atomic.Pointer[AuthPolicy]
 	obs       Observer      // set before serving (observe.go); may be nil
 }
 
@@ -140,7 +143,7 @@ func NewService(reg Registry, opts Options) *Service {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Service{
+	s := &Service{
 		registry: reg,
 		opts:     opts,
 		log:      log,
@@ -150,7 +153,13 @@ func NewService(reg Registry, opts Options) *Service {
 		conns:    make(map[*conn]struct{}),
 		guard:    newLoginGuard(),
 	}
+	s.SetDiscoveryAuth(opts.DiscoveryAuth)
+	return s
 }
+
+// SetDiscoveryAuth changes what discovery sessions must prove from their
+// next login on; running sessions stay.
+func (s *Service) SetDiscoveryAuth(p AuthPolicy) { s.discoveryAuth.Store(&p) }
 
 // ServeConn runs one connection until it ends. tpgt is the portal group of
 // the portal that accepted it.
