@@ -91,6 +91,15 @@ func TestCHAPWithLibiscsi(t *testing.T) {
 	if res.Err == nil || !strings.Contains(res.Output, "Authorization failure") {
 		t.Fatalf("unknown initiator: exit %v, want authorization failure:\n%s", res.Err, res.Output)
 	}
+	// Each failure is logged once with who tried, where and the result.
+	for _, want := range []string{
+		"initiator=" + node1 + " target=" + aclIQN + " result=authentication_failure",
+		"initiator=" + node3 + " target=" + aclIQN + " result=authorization_failure",
+	} {
+		if !strings.Contains(srv.Output(), want) {
+			t.Errorf("the server log has no failed login line with %q:\n%s", want, srv.Output())
+		}
+	}
 
 	// Mutual CHAP: the initiator checks the target's answer.
 	mutual := func(password string) Result {

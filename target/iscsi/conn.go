@@ -143,7 +143,10 @@ func (c *conn) serve(ctx context.Context) {
 	c.svc.observeLogin(loginResultOf(err))
 	if err != nil {
 		if !errors.Is(err, io.EOF) {
-			c.log.Info("login failed", "result", loginResultOf(err).String(), "err", err)
+			// The names the initiator gave, if it got that far (never a
+			// CHAP value: those stay in the login state).
+			c.log.Info("login failed", "initiator", res.state.initiator, "target", res.state.targetName,
+				"result", loginResultOf(err).String(), "err", err)
 		}
 		return
 	}

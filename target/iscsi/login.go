@@ -90,6 +90,8 @@ const maxLoginText = 64 * 1024
 // login runs the login phase on the connection (RFC 7143 6.3). It returns
 // when the connection reaches the full feature phase or the login failed
 // (the failure response has then been sent).
+// On failure the result still holds what the login said of itself (the
+// initiator and target names), for the log line.
 func (c *conn) login() (*loginResult, error) {
 	st := &loginState{stage: stageSecurity, seenKeys: make(map[string]bool)}
 	deadline := time.Now().Add(c.svc.opts.LoginTimeout)
@@ -104,7 +106,7 @@ func (c *conn) login() (*loginResult, error) {
 				c.svc.malformed.Add(1)
 				c.svc.guard.failed(SourceIP(c.nc.RemoteAddr()))
 			}
-			return nil, fmt.Errorf("login: read: %w", err)
+			return &loginResult{state: st}, fmt.Errorf("login: read: %w", err)
 		}
 		if pdu.Header.Opcode() != OpLoginRequest {
 			// RFC 7143 6.3: only Login PDUs may be exchanged in the login phase.
@@ -112,7 +114,7 @@ func (c *conn) login() (*loginResult, error) {
 				"%v PDU during login", pdu.Header.Opcode())
 			c.slowFailure()
 			c.sendLoginFailure(st, pdu.Header.ITT(), lerr)
-			return nil, lerr
+			return &loginResult{state: st}, lerr
 		}
 		req := pdu.Header.LoginRequest()
 		done, err := c.loginStep(st, &req, pdu.Data)
@@ -122,7 +124,7 @@ func (c *conn) login() (*loginResult, error) {
 				c.slowFailure()
 				c.sendLoginFailure(st, req.ITT, lerr)
 			}
-			return nil, err
+			return &loginResult{state: st}, err
 		}
 		if done {
 			c.svc.guard.succeeded(SourceIP(c.nc.RemoteAddr()))
