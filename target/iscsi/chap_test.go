@@ -393,10 +393,12 @@ func TestLoginGuard(t *testing.T) {
 	if d := g.failed(a); d != 0 {
 		t.Fatalf("failures did not decay: %v", d)
 	}
+	// Successes in between (which the guard is not told of) do not clear
+	// the count: logging in with one account buys no fast guesses at
+	// another.
 	g.failed(a)
-	g.succeeded(a)
-	if d := g.failed(a); d != 0 {
-		t.Fatalf("success did not reset: %v", d)
+	if d := g.failed(a); d != failureDelayBase*2 {
+		t.Fatalf("third failure after a success: delay %v, want %v", d, failureDelayBase*2)
 	}
 	if g.failures.Load() != 8 || g.refused.Load() != 2 {
 		t.Fatalf("counters failures=%d refused=%d", g.failures.Load(), g.refused.Load())

@@ -13,7 +13,9 @@ import (
 // failureDelayBase up to failureDelayMax). Only failure answers wait, and
 // only on the failing connection, so a correct login is never delayed and
 // one address cannot slow down another. A source's count is forgotten after
-// failureForget without failures.
+// failureForget without failures; a successful login does not clear it,
+// or an attacker with one valid account could log in between guesses at
+// another's secret and never be slowed down.
 const (
 	failureDelayBase = 100 * time.Millisecond
 	failureDelayMax  = 5 * time.Second
@@ -154,15 +156,6 @@ func (g *loginGuard) failed(src netip.Addr) time.Duration {
 	st.failures++
 	st.lastFail = now
 	return failureDelay(st.failures)
-}
-
-// succeeded clears the failure count of src.
-func (g *loginGuard) succeeded(src netip.Addr) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if st, ok := g.sources[src]; ok {
-		st.failures = 0
-	}
 }
 
 // failureDelay is the wait after the n-th consecutive failure: none for

@@ -127,7 +127,6 @@ func (c *conn) login() (*loginResult, error) {
 			return &loginResult{state: st}, err
 		}
 		if done {
-			c.svc.guard.succeeded(SourceIP(c.nc.RemoteAddr()))
 			return &loginResult{state: st, params: st.neg.Params()}, nil
 		}
 	}
