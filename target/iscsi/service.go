@@ -101,7 +101,7 @@ type Service struct {
 	// discoveryAuth is what a discovery session must prove: opts'
 	// DiscoveryAuth until SetDiscoveryAuth replaces it (a reload).
 	discoveryAuth atomic.Pointer[AuthPolicy]
-	obs       Observer      // set before serving (observe.go); may be nil
+	obs           Observer // set before serving (observe.go); may be nil
 }
 
 // sessionKey identifies a session for reinstatement: RFC 7143 4.4.3, the
