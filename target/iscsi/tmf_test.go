@@ -273,3 +273,41 @@ func TestTaskManagementRejectsWhileTaskStuck(t *testing.T) {
 		t.Fatalf("READ after the stuck writes: status %#x", r.status)
 	}
 }
+
+// SPC-2 reservations survive ABORT TASK SET and CLEAR TASK SET, and end
+// with a LOGICAL UNIT RESET (SAM-5, SPC-2 5.5.1).
+func TestTaskManagementAndReserve(t *testing.T) {
+	f := startFabric(t, Options{})
+	login := func(name string, isid byte) *initiator {
+		in := dial(t, f)
+		in.isid[5] = isid
+		if resp, _ := in.login(normalKeys(name), nil); resp.StatusClass != 0 {
+			t.Fatalf("%s login: %d/%d", name, resp.StatusClass, resp.StatusDetail)
+		}
+		in.maxSeg = 8192
+		in.clearUA()
+		return in
+	}
+	a := login("iqn.2026-11.io.blockport:holder", 1)
+	b := login("iqn.2026-11.io.blockport:other", 2)
+	const reservationConflict = 0x18
+	if r := a.command([]byte{0x16, 0, 0, 0, 0, 0}, 0, nil, 0); r.status != 0 {
+		t.Fatalf("RESERVE(6): status %#x", r.status)
+	}
+	block := make([]byte, 512)
+	for _, fn := range []uint8{TMFAbortTaskSet, TMFClearTaskSet} {
+		if got := a.tmf(fn, 0, 0); got != TMFRespFunctionComplete {
+			t.Fatalf("function %d: response %d", fn, got)
+		}
+		if r := b.command(write10(0, 1), 512, block, 512); r.status != reservationConflict {
+			t.Fatalf("after function %d the reservation is gone: other's WRITE status %#x", fn, r.status)
+		}
+	}
+	if got := a.tmf(TMFLogicalUnitReset, 0, 0); got != TMFRespFunctionComplete {
+		t.Fatalf("LUN RESET: response %d", got)
+	}
+	b.clearUA()
+	if r := b.command(write10(0, 1), 512, block, 512); r.status != 0 {
+		t.Fatalf("after LUN RESET: other's WRITE status %#x", r.status)
+	}
+}
