@@ -141,6 +141,9 @@ func Open(opts Options) (Backstore, error) {
 func checkOptions(opts *Options) error {
 	switch opts.BlockSize {
 	case 0:
+		if opts.Kind == "block" {
+			break // the device's logical block size (block.go)
+		}
 		opts.BlockSize = DefaultBlockSize
 	case 512, 4096:
 	default:
@@ -149,7 +152,7 @@ func checkOptions(opts *Options) error {
 	if opts.Size < 0 {
 		return fmt.Errorf("size %d: must not be negative", opts.Size)
 	}
-	if opts.Size%int64(opts.BlockSize) != 0 {
+	if opts.BlockSize != 0 && opts.Size%int64(opts.BlockSize) != 0 {
 		return fmt.Errorf("size %d: not a multiple of block_size %d", opts.Size, opts.BlockSize)
 	}
 	return nil

@@ -112,6 +112,13 @@ func setupBlock(f *os.File, opts Options) (*blockBackstore, error) {
 		return nil, fmt.Errorf("device reports unusable block sizes: logical %d, physical %d", logical, physical)
 	}
 	bs := int64(opts.BlockSize)
+	if bs == 0 {
+		// Unset: serve the device's own logical block size.
+		if logical != 512 && logical != 4096 {
+			return nil, fmt.Errorf("device has %d-byte logical blocks; set block_size to 512 or 4096", logical)
+		}
+		bs = int64(logical)
+	}
 	if bs < int64(logical) {
 		return nil, fmt.Errorf("block_size %d is smaller than the device's logical block size %d; set block_size = %d", bs, logical, logical)
 	}
@@ -185,6 +192,10 @@ func (b *blockBackstore) CryptoErase() error {
 	}
 	return b.Sync()
 }
+
+// LUNBlockSize is the logical block size the LU serves: block_size, or
+// the device's own when none was set.
+func (b *blockBackstore) LUNBlockSize() uint32 { return uint32(b.lunBlock) }
 
 // PhysicalBlockSize is the device's physical block size (BLKPBSZGET).
 func (b *blockBackstore) PhysicalBlockSize() uint32 { return b.physical }

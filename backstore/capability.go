@@ -58,6 +58,12 @@ type Geometry interface {
 	PhysicalBlockSize() uint32
 }
 
+// BlockSizer is a backstore that chooses the LU's logical block size when
+// Options.BlockSize was 0 (a block device serves its own).
+type BlockSizer interface {
+	LUNBlockSize() uint32
+}
+
 // Resizer is a backstore whose capacity can grow while it serves (online
 // resize, SBC-4 CAPACITY DATA HAS CHANGED): an image file is extended to a
 // larger configured size, a block device is measured again.

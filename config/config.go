@@ -18,6 +18,9 @@ type Config struct {
 	Discovery Discovery // [discovery]: authentication of discovery sessions
 	Limits    Limits    // [limits]: resource bounds, with defaults
 	Targets   []Target
+	// ISNS is [isns] (isns.go): registration with an iSNS server; nil
+	// without the table, and then there is no iSNS traffic.
+	ISNS *ISNS
 }
 
 // Server holds the process-wide settings ([server]).
@@ -70,7 +73,7 @@ type LUN struct {
 	Backstore string // BackstoreFile, BackstoreSparse, BackstoreBlock or BackstoreMemory
 	Path      string // image or device; absolute, or relative to the process directory when no base dir was given
 	Size      int64  // bytes; 0 means the size of the existing file (always 0 for block: the device's size)
-	BlockSize uint32 // 512 or 4096
+	BlockSize uint32 // 512 or 4096; 0 for a block device: the device's logical block size
 	// PhysicalBlockSize (physical_block_size) is reported as the physical
 	// block size (READ CAPACITY 16 LOGICAL BLOCKS PER PHYSICAL BLOCK
 	// EXPONENT); 0 takes the backstore's own (a block device's BLKPBSZGET,

@@ -723,3 +723,33 @@ func TestValidate(t *testing.T) {
 		t.Errorf("problem without file or line prints as %q", got)
 	}
 }
+
+// A block LUN without block_size takes its device's logical block size (0
+// here); the other kinds default to 512.
+func TestBlockSizeDefaults(t *testing.T) {
+	c, err := Parse("t.toml", []byte(`
+[[target]]
+name = "iqn.2026-11.io.blockport:a"
+  [[target.lun]]
+  lun = 0
+  backstore = "block"
+  path = "/dev/loop0"
+  [[target.lun]]
+  lun = 1
+  backstore = "block"
+  path = "/dev/loop1"
+  block_size = 4096
+  [[target.lun]]
+  lun = 2
+  backstore = "memory"
+  size = "1MiB"
+`), t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, want := range []uint32{0, 4096, 512} {
+		if got := c.Targets[0].LUNs[i].BlockSize; got != want {
+			t.Errorf("LUN %d: block size %d, want %d", i, got, want)
+		}
+	}
+}

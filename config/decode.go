@@ -14,7 +14,7 @@ import (
 
 // The keys each table accepts; anything else is an unknown key.
 var (
-	rootKeys   = []string{"server", "discovery", "limits", "target"}
+	rootKeys   = []string{"server", "discovery", "limits", "target", "isns"}
 	serverKeys = []string{"listen", "state_dir", "log_level", "log_format", "metrics_listen", "admin_socket"}
 	targetKeys = []string{"name", "alias", "allow_any_initiator", "lun", "acl", "chap", "mutual_chap", "chap_algorithms", "portal_group"}
 	lunKeys    = []string{"lun", "backstore", "path", "size", "block_size", "direct_io", "write_cache", "read_only", "serial", "removable", "vendor", "product", "thin_threshold_percent", "physical_block_size", "encrypt"}
@@ -227,6 +227,7 @@ func decodeConfig(doc map[string]any, baseDir string, r *reporter) *Config {
 		}
 	}
 	decodeAccess(root, c, baseDir)
+	decodeISNS(root, c) // isns.go
 	for _, tt := range root.tables("target", targetKeys) {
 		c.Targets = append(c.Targets, decodeTarget(tt, baseDir))
 	}
@@ -306,6 +307,11 @@ func decodeLUN(t table, baseDir string) LUN {
 		} else {
 			lun.PhysicalBlockSize = uint32(physical)
 		}
+	}
+	if !t.has("block_size") && lun.Backstore == BackstoreBlock {
+		// A block device's own logical block size (BLKSSZGET), so a 4Kn
+		// device needs no setting.
+		lun.BlockSize = 0
 	}
 	// O_DIRECT keeps the page cache out of the data path; files and devices
 	// have one, memory does not.

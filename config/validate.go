@@ -26,6 +26,7 @@ func validate(c *Config, r *reporter, checkFiles bool) {
 	validateServer(&c.Server, r)
 	validateAccess(c, r, checkFiles)
 	validatePortalGroups(c, r) // portalgroup.go
+	validateISNS(c, r)         // isns.go
 
 	targetByName := map[string]string{} // canonical name -> key of its first use
 	fileByPath := map[string]string{}   // cleaned LUN path -> key of its first use
@@ -177,7 +178,9 @@ func isHostName(h string) bool {
 
 func validateLUN(lun *LUN, key string, r *reporter, checkFiles bool) {
 	blockSizeOK := lun.BlockSize == 512 || lun.BlockSize == 4096
-	if !blockSizeOK {
+	if lun.BlockSize == 0 && lun.Backstore == BackstoreBlock {
+		// The device's; checked when it is opened.
+	} else if !blockSizeOK {
 		r.add(key+".block_size", "must be 512 or 4096, not %d", lun.BlockSize)
 	}
 	if lun.Size < 0 {

@@ -303,7 +303,8 @@ func TestBlockBackstoreLoopDevice(t *testing.T) {
 					t.Errorf("losetup -d %s: %v %s", dev, err, out)
 				}
 			})
-			s := StartServer(t, Config(testIQN, LUN{LUN: 0, Backstore: "block", Path: dev, BlockSize: sector, DirectIO: true}))
+			// No block_size: the LUN takes the device's logical block size.
+			s := StartServer(t, Config(testIQN, LUN{LUN: 0, Backstore: "block", Path: dev, DirectIO: true}))
 			url := s.URL(testIQN, 0)
 			rc := readCapacity16(t, url)
 			if rc["LOGICAL BLOCK LENGTH IN BYTES"] != strconv.Itoa(sector) || rc["Total size"] != strconv.Itoa(size) || rc["LBPME"] != "1" {
@@ -317,6 +318,18 @@ func TestBlockBackstoreLoopDevice(t *testing.T) {
 			qemuIOCheckDiscard(t, qemuIO, url, 8<<20, 16<<20)
 			if got := allocated(t, backing); got > size-15<<20 {
 				t.Fatalf("discard of 16 MiB left the backing file at %d bytes", got)
+			}
+			// The device grows (an extended LV; here the loop device's
+			// backing file and losetup -c): a reload shows the new size.
+			if err := os.Truncate(backing, size+8<<20); err != nil {
+				t.Fatal(err)
+			}
+			MustRun(t, time.Minute, losetup, "-c", dev)
+			if o := MustRun(t, DefaultToolTimeout, Binary(t), "reload", "--socket", filepath.Join(s.Dir, "state", "admin.sock")); !strings.Contains(o, "grew to") {
+				t.Errorf("reload after the device grew: %s", o)
+			}
+			if rc := readCapacity16(t, url); rc["Total size"] != strconv.Itoa(size+8<<20) {
+				t.Fatalf("READ CAPACITY(16) after the device grew: %v", rc)
 			}
 			// Exclusive: a second server cannot take the device.
 			cfg := strings.ReplaceAll(Config(testIQN, LUN{LUN: 0, Backstore: "block", Path: dev, BlockSize: sector}), "{{DIR}}", dir)

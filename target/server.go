@@ -123,13 +123,17 @@ func (s *Server) openLU(target string, lc config.LUN, ids *identity) (*scsi.LU, 
 	if err != nil {
 		return nil, nil, fmt.Errorf("target %s lun %d: %w", target, lc.ID, err)
 	}
+	blockSize := lc.BlockSize
+	if bs, ok := store.(backstore.BlockSizer); ok && blockSize == 0 {
+		blockSize = bs.LUNBlockSize()
+	}
 	serial := lc.Serial
 	if serial == "" {
 		serial = ids.serial(target, lc.ID)
 	}
 	lu, err := scsi.NewLU(scsi.LUConfig{
 		Backstore:  store,
-		BlockSize:  lc.BlockSize,
+		BlockSize:  blockSize,
 		ReadOnly:   lc.ReadOnly,
 		WriteCache: lc.WriteCache,
 		Removable:  lc.Removable,

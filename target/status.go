@@ -94,7 +94,7 @@ func (s *Server) Status() Status {
 			}
 			ls := LUNStatus{
 				LUN: lc.ID, Backstore: lc.Backstore, Path: lc.Path, Size: store.Size(),
-				BlockSize: lc.BlockSize, ReadOnly: lc.ReadOnly, WriteCache: lc.WriteCache,
+				BlockSize: lu.BlockSize(), ReadOnly: lc.ReadOnly, WriteCache: lc.WriteCache,
 				Allocated: allocatedBytes(store), Stats: lu.Stats(),
 			}
 			ts.LUNs = append(ts.LUNs, ls)
