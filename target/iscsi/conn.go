@@ -672,6 +672,13 @@ func (c *conn) handleLogout(h *BHS) error {
 	c.goSender(func() {
 		if closing {
 			c.waitTasks(c.svc.opts.NopTimeout)
+			if c.sess != nil {
+				// The I_T nexus ends before the initiator hears that it
+				// did: a reservation it held is released by the time its
+				// next session (or another initiator) acts on the
+				// Logout Response. Teardown repeats it harmlessly.
+				c.sess.target.Device.NexusLoss(c.sess.nexus)
+			}
 		}
 		p := getOutPDU()
 		resp.Encode(&p.hdr)

@@ -311,3 +311,44 @@ func TestTaskManagementAndReserve(t *testing.T) {
 		t.Fatalf("after LUN RESET: other's WRITE status %#x", r.status)
 	}
 }
+
+// An initiator that holds a SCSI-2 reservation and logs out has released
+// it by the time its Logout Response arrives: another initiator's next
+// command does not conflict (libiscsi's Sanitize tests log a clone out and
+// go straight on).
+func TestLogoutReleasesBeforeResponse(t *testing.T) {
+	f := startFabric(t, Options{})
+	b := dial(t, f)
+	b.isid[5] = 2
+	if resp, _ := b.login(normalKeys("iqn.2026-11.io.blockport:other"), nil); resp.StatusClass != 0 {
+		t.Fatal("login")
+	}
+	b.maxSeg = 8192
+	b.clearUA()
+	block := make([]byte, 512)
+	for i := range 20 {
+		a := dial(t, f)
+		a.isid[5] = 1
+		if resp, _ := a.login(normalKeys("iqn.2026-11.io.blockport:holder"), nil); resp.StatusClass != 0 {
+			t.Fatal("login")
+		}
+		a.maxSeg = 8192
+		a.clearUA()
+		if r := a.command([]byte{0x16, 0, 0, 0, 0, 0}, 0, nil, 0); r.status != 0 {
+			t.Fatalf("round %d: RESERVE(6): status %#x", i, r.status)
+		}
+		req := LogoutRequest{Immediate: true, ReasonCode: LogoutCloseSession, ITT: a.itt, CmdSN: a.cmdSN, ExpStatSN: a.expSN}
+		var h BHS
+		req.Encode(&h)
+		if err := a.w.WritePDU(&h, nil); err != nil {
+			t.Fatal(err)
+		}
+		if pdu, err := a.r.ReadPDU(); err != nil || pdu.Header.Opcode() != OpLogoutResponse {
+			t.Fatalf("round %d: logout response: %v", i, err)
+		}
+		if r := b.command(write10(0, 1), 512, block, 512); r.status != 0 {
+			t.Fatalf("round %d: WRITE right after the holder's Logout Response: status %#x", i, r.status)
+		}
+		a.nc.Close()
+	}
+}
