@@ -181,13 +181,7 @@ func (b *blockBackstore) Resize(size int64) (int64, error) {
 // CryptoErase on a device replaces the key only: zeroing a whole device
 // would take as long as overwriting it, which is what the key change saves.
 func (b *blockBackstore) CryptoErase() error {
-	if b.crypt == nil {
-		return errors.New("backstore: not encrypted")
-	}
-	if b.readOnly {
-		return ErrReadOnly
-	}
-	if err := b.crypt.rekey(); err != nil {
+	if err := b.rekey(); err != nil {
 		return err
 	}
 	return b.Sync()

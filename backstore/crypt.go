@@ -182,6 +182,18 @@ type CryptoEraser interface {
 	CryptoErase() error
 }
 
+// rekey is the part of a CRYPTOGRAPHIC ERASE every kind shares: the key
+// is replaced, so nothing written before deciphers again.
+func (b *fileBackstore) rekey() error {
+	if b.crypt == nil {
+		return errors.New("backstore: not encrypted")
+	}
+	if b.readOnly {
+		return ErrReadOnly
+	}
+	return b.crypt.rekey()
+}
+
 // Encrypted reports whether the backstore enciphers its data.
 func (b *fileBackstore) Encrypted() bool { return b.crypt != nil }
 
@@ -191,13 +203,7 @@ func (b *fileBackstore) Encrypted() bool { return b.crypt != nil }
 // and give their space back; elsewhere they read as noise. Callers hold
 // off all I/O while it runs (the SCSI layer locks every block).
 func (b *fileBackstore) CryptoErase() error {
-	if b.crypt == nil {
-		return errors.New("backstore: not encrypted")
-	}
-	if b.readOnly {
-		return ErrReadOnly
-	}
-	if err := b.crypt.rekey(); err != nil {
+	if err := b.rekey(); err != nil {
 		return err
 	}
 	mode := uint32(unix.FALLOC_FL_ZERO_RANGE | unix.FALLOC_FL_KEEP_SIZE)
