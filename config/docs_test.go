@@ -36,6 +36,7 @@ func TestDocsListEveryKey(t *testing.T) {
 		{"`[[target.acl]]`", aclKeys},
 		{"CHAP tables", chapKeys},
 		{"`[[target.portal_group]]`", portalGroupKeys},
+		{"`[isns]`", isnsKeys},
 	} {
 		body, ok := sections[tc.heading]
 		if !ok {

@@ -22,6 +22,8 @@ var toolPackages = map[string]string{
 	"qemu-img":             "qemu-utils",
 	"qemu-io":              "qemu-utils",
 	"stdbuf":               "coreutils",
+	"isnsd":                "open-isns-server",
+	"isnsadm":              "open-isns-utils",
 }
 
 // Tool returns the path of a required external tool. When it is missing the

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Makes sure the real initiators the integration tests drive are installed:
 # libiscsi's utilities (iscsi-ls, iscsi-inq, iscsi-test-cu), qemu-img and
-# qemu-io, and qemu's iscsi block driver; and gcc, which -race needs. As root it installs what is
+# qemu-io, and qemu's iscsi block driver; open-isns's iSNS server and admin
+# tool (isnsd, isnsadm); and gcc, which -race needs. As root it installs what is
 # missing with apt-get; otherwise it names the packages and fails.
 set -euo pipefail
 
@@ -16,6 +17,11 @@ for pair in iscsi-ls:libiscsi-bin iscsi-inq:libiscsi-bin iscsi-test-cu:libiscsi-
 	qemu-img:qemu-utils qemu-io:qemu-utils stdbuf:coreutils; do
 	command -v "${pair%%:*}" >/dev/null 2>&1 || add "${pair#*:}"
 done
+# open-isns installs isnsd and isnsadm in /usr/sbin, which a user's PATH may
+# lack.
+for pair in isnsd:open-isns-server isnsadm:open-isns-utils; do
+	command -v "${pair%%:*}" >/dev/null 2>&1 || [ -x "/usr/sbin/${pair%%:*}" ] || add "${pair#*:}"
+done
 # go test -race needs cgo and so a C compiler.
 command -v gcc >/dev/null 2>&1 || add gcc
 # Debian ships qemu's iscsi driver as a module in qemu-block-extra; qemu-img
@@ -27,7 +33,7 @@ else
 fi
 
 if [ ${#missing[@]} -eq 0 ]; then
-	echo "deps: libiscsi-bin, qemu-utils, qemu-block-extra and gcc are installed"
+	echo "deps: libiscsi-bin, qemu-utils, qemu-block-extra, open-isns-server, open-isns-utils and gcc are installed"
 	exit 0
 fi
 
@@ -43,4 +49,14 @@ fi
 echo "deps: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
-apt-get install -y -qq "${missing[@]}"
+# open-isns without the discovery daemon its utils recommend (isnsdd), a
+# service the tests do not use.
+plain=() isns=()
+for p in "${missing[@]}"; do
+	case $p in
+	open-isns-*) isns+=("$p") ;;
+	*) plain+=("$p") ;;
+	esac
+done
+[ ${#plain[@]} -eq 0 ] || apt-get install -y -qq "${plain[@]}"
+[ ${#isns[@]} -eq 0 ] || apt-get install -y -qq --no-install-recommends "${isns[@]}"

@@ -258,6 +258,10 @@ func (s *Server) Reload(cfg *config.Config) (*ReloadReport, error) {
 	s.mu.Lock()
 	s.cfg = cfg
 	s.mu.Unlock()
+	if s.isns != nil {
+		// Targets, aliases and portals as they are now (isns.go).
+		s.isns.update(s.isnsRegistration())
+	}
 	return rep, nil
 }
 
@@ -451,6 +455,9 @@ func restartOnly(old, cfg *config.Config) []string {
 	}
 	if !reflect.DeepEqual(old.Limits, cfg.Limits) {
 		w = append(w, "[limits] take effect at the next start")
+	}
+	if !reflect.DeepEqual(old.ISNS, cfg.ISNS) {
+		w = append(w, "[isns] takes effect at the next start")
 	}
 	return w
 }

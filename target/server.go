@@ -41,6 +41,8 @@ type Server struct {
 	serveCtx context.Context // Serve's context, for accept loops added by reload; guarded by mu
 	reloadMu sync.Mutex      // one reload at a time
 	started  time.Time
+
+	isns *isnsLink // [isns] registration (isns.go); nil without it; set by New
 }
 
 type namedStore struct {
@@ -79,6 +81,8 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 		return nil, err
 	}
 	opts.Logger = log
+	s.isns = newISNSLink(cfg, log)
+	opts.DiscoveryFilter = s.isns.filter() // iSNS discovery domains, or nil
 	s.svc = iscsi.NewService(s, opts)
 	for _, t := range s.targets {
 		s.svc.AttachTarget(t) // PREEMPT AND ABORT reaches the fabric's tasks
@@ -248,6 +252,9 @@ func (s *Server) Serve(ctx context.Context) error {
 	if len(lns) == 0 {
 		return errors.New("serve: no listeners (call Listen first)")
 	}
+	if s.isns != nil {
+		s.isns.start(ctx, s.isnsRegistration()) // beside serving; never blocks it
+	}
 	errc := make(chan error, len(lns))
 	for i, ln := range lns {
 		portal := portals[i]
@@ -303,8 +310,12 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		ln.Close()
 	}
 	s.mu.Unlock()
+	// Leave iSNS (bounded) while the sessions drain.
+	isnsDone := make(chan struct{})
+	go func() { defer close(isnsDone); s.isns.stop(ctx) }()
 	s.svc.Shutdown(ctx)
 	s.wg.Wait()
+	<-isnsDone
 	return s.closeStores()
 }
 

@@ -18,6 +18,7 @@ type Status struct {
 	Portals []string       `json:"portals"`
 	Targets []TargetStatus `json:"targets"`
 	Fabric  iscsi.Stats    `json:"fabric"`
+	ISNS    *ISNSStatus    `json:"isns,omitempty"` // [isns] registration (isns.go); nil without it
 }
 
 // TargetStatus is one target.
@@ -114,6 +115,7 @@ func (s *Server) Status() Status {
 		st.Targets = append(st.Targets, ts)
 	}
 	st.Fabric = s.svc.Stats()
+	st.ISNS = s.isns.stats()
 	return st
 }
 

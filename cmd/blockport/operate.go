@@ -239,6 +239,14 @@ func statusCmd(args []string, stdout, stderr io.Writer) int {
 func printStatus(w io.Writer, st *target.Status, now time.Time) {
 	fmt.Fprintf(w, "o- blockport [portals: %s] [up %s] [connections: %d]\n",
 		strings.Join(st.Portals, ", "), now.Sub(st.Started).Round(time.Second), st.Fabric.ActiveConnections)
+	if is := st.ISNS; is != nil {
+		state := "not registered"
+		if is.Registered {
+			state = "registered"
+		}
+		fmt.Fprintf(w, "  o- isns %s [entity %s] [%s] [registrations %d, failed %d]\n",
+			is.Server, is.Entity, state, is.Registrations, is.RegistrationFailures+is.RefreshFailures)
+	}
 	for ti, t := range st.Targets {
 		last := ti == len(st.Targets)-1
 		branch, indent := "  o- ", "  |  "

@@ -3,6 +3,7 @@ package iscsi
 import (
 	"net"
 	"strconv"
+	"strings"
 )
 
 // textExchange is a Text response too long for one PDU, handed out piece by
@@ -111,10 +112,16 @@ func (c *conn) appendSendTargets(dst []byte, which string) []byte {
 		}
 	}
 	portals := reg.Portals()
+	admitted := targets[:0:0]
 	for _, t := range targets {
-		if t.Admit != nil && !t.Admit(c.initiator, c.nc.RemoteAddr()) {
-			continue
+		if t.Admit == nil || t.Admit(c.initiator, c.nc.RemoteAddr()) {
+			admitted = append(admitted, t)
 		}
+	}
+	if f := c.svc.opts.DiscoveryFilter; f != nil && c.discovery && len(admitted) > 0 {
+		admitted = filterTargets(f, c.initiator, admitted)
+	}
+	for _, t := range admitted {
 		dst = AppendText(dst, KeyValue{Key: "TargetName", Value: t.Name})
 		for _, p := range portals {
 			// Every portal of every portal group of the target, with
@@ -128,6 +135,27 @@ func (c *conn) appendSendTargets(dst []byte, which string) []byte {
 		}
 	}
 	return dst
+}
+
+// filterTargets keeps the targets f lets the initiator discover. Names are
+// compared case-insensitively (RFC 3722: iSCSI names are normalized to
+// lower case), since the filter may answer with another spelling.
+func filterTargets(f DiscoveryFilter, initiator string, targets []*Target) []*Target {
+	names := make([]string, len(targets))
+	for i, t := range targets {
+		names[i] = t.Name
+	}
+	visible := make(map[string]bool)
+	for _, n := range f.VisibleTargets(initiator, names) {
+		visible[strings.ToLower(n)] = true
+	}
+	out := targets[:0:0]
+	for _, t := range targets {
+		if visible[strings.ToLower(t.Name)] {
+			out = append(out, t)
+		}
+	}
+	return out
 }
 
 // portalAddress formats a portal as RFC 7143 13.8 TargetAddress:

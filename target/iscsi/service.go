@@ -73,6 +73,20 @@ type Options struct {
 	MaxConnections     int
 	MaxLoginsPerSource int
 	Logger             *slog.Logger
+	// DiscoveryFilter, when set, narrows what SendTargets lists in a
+	// discovery session beyond the targets' Admit (iSNS discovery domains).
+	DiscoveryFilter DiscoveryFilter
+}
+
+// DiscoveryFilter decides which targets an initiator may discover; the
+// core implements it (with iSNS discovery domains), so that the fabric
+// needs no iSNS client.
+type DiscoveryFilter interface {
+	// VisibleTargets returns the names, among targets, that initiator may
+	// discover. It blocks the connection for as long as it takes, so it
+	// must bound its own time, and it must fail closed: when it cannot
+	// tell, it returns none.
+	VisibleTargets(initiator string, targets []string) []string
 }
 
 const (

@@ -76,6 +76,13 @@ var (
 		"Connections closed at once because a connection or login limit was reached.", nil, nil)
 	descLUNs = prometheus.NewDesc(ns+"_luns",
 		"Mapped LUNs, by target.", []string{"target"}, nil)
+	// [isns] only.
+	descISNSRegistrations = prometheus.NewDesc(ns+"_isns_registrations_total",
+		"iSNS DevAttrReg requests (registrations and updates), by result (success, failure).", []string{"result"}, nil)
+	descISNSRefreshes = prometheus.NewDesc(ns+"_isns_refreshes_total",
+		"Checks that the iSNS server still holds the registration (which refresh it), by result (success, failure).", []string{"result"}, nil)
+	descISNSRegistered = prometheus.NewDesc(ns+"_isns_registered",
+		"1 while the iSNS server holds the registration, as far as Blockport knows.", nil, nil)
 )
 
 // New registers Blockport's metrics in reg. version goes into
@@ -135,7 +142,8 @@ func (m *Metrics) PDURejected(action string) {
 // Describe implements prometheus.Collector.
 func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descCommands, descBytes, descLatency, descErrors, descConflicts,
-		descOtherStatus, descCapacity, descAllocated, descSessions, descConnections, descAllConns, descRefused, descLUNs} {
+		descOtherStatus, descCapacity, descAllocated, descSessions, descConnections, descAllConns, descRefused, descLUNs,
+		descISNSRegistrations, descISNSRefreshes, descISNSRegistered} {
 		ch <- d
 	}
 }
@@ -198,6 +206,17 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 	}
 	gauge(descAllConns, float64(st.Fabric.ActiveConnections))
 	counter(descRefused, st.Fabric.RefusedConns)
+	if is := st.ISNS; is != nil {
+		counter(descISNSRegistrations, is.Registrations, "success")
+		counter(descISNSRegistrations, is.RegistrationFailures, "failure")
+		counter(descISNSRefreshes, is.Refreshes, "success")
+		counter(descISNSRefreshes, is.RefreshFailures, "failure")
+		registered := 0.0
+		if is.Registered {
+			registered = 1
+		}
+		gauge(descISNSRegistered, registered)
+	}
 }
 
 // Handler serves /metrics from reg, /healthz (the process answers) and
