@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -28,9 +29,12 @@ const (
 
 // TestConformance runs libiscsi's iscsi-test-cu (family ALL, destructive
 // tests and SANITIZE allowed) against one LUN of each kind of the matrix
-// (MatrixKinds), in sequence, and compares each test's outcome with that
-// kind's expectations file. UPDATE_EXPECTED=1 rewrites the files from the
-// run. At the end it lists the tests that passed on no LUN of the matrix.
+// (MatrixKinds), each kind on a server of its own, as many at once as
+// -parallel allows (iscsi-test-cu mostly waits: on sleeps in the SANITIZE
+// and reset tests, and on round trips), and compares each test's outcome
+// with that kind's expectations file. UPDATE_EXPECTED=1 rewrites the files
+// from the run. At the end it lists the tests that passed on no LUN of the
+// matrix.
 func TestConformance(t *testing.T) {
 	tool := integration.Tool(t, "iscsi-test-cu")
 	stdbuf, _ := exec.LookPath("stdbuf")
@@ -39,24 +43,31 @@ func TestConformance(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), overallTimeout)
 	defer cancel()
 
-	passedSomewhere := map[string]bool{}
-	var notPassed []string // in list order, deduplicated later
-	detail := map[string]string{}
-	for _, kind := range MatrixKinds(backstores) {
-		t.Run(kind.Name, func(t *testing.T) {
-			results := runKind(t, ctx, tool, stdbuf, kind)
-			for _, r := range results {
-				if r.Outcome == Pass {
-					passedSomewhere[r.Name] = true
-				} else {
-					notPassed = append(notPassed, r.Name)
-					if detail[r.Name] == "" {
-						detail[r.Name] = kind.Name + ": " + r.Outcome.String() + " " + r.Detail
+	var mu sync.Mutex
+	passedSomewhere := map[string]bool{} // guarded by mu
+	var notPassed []string               // in list order, deduplicated later; guarded by mu
+	detail := map[string]string{}        // guarded by mu
+	// The group returns once every parallel kind has finished.
+	t.Run("matrix", func(t *testing.T) {
+		for _, kind := range MatrixKinds(backstores) {
+			t.Run(kind.Name, func(t *testing.T) {
+				t.Parallel()
+				results := runKind(t, ctx, tool, stdbuf, kind)
+				mu.Lock()
+				defer mu.Unlock()
+				for _, r := range results {
+					if r.Outcome == Pass {
+						passedSomewhere[r.Name] = true
+					} else {
+						notPassed = append(notPassed, r.Name)
+						if detail[r.Name] == "" {
+							detail[r.Name] = kind.Name + ": " + r.Outcome.String() + " " + r.Detail
+						}
 					}
 				}
-			}
-		})
-	}
+			})
+		}
+	})
 	seen := map[string]bool{}
 	var nowhere []string
 	for _, n := range notPassed {
