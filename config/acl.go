@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"io"
+	"log/slog"
 	"net/netip"
 	"os"
 	"slices"
@@ -17,6 +18,12 @@ type Secret string
 
 func (Secret) String() string   { return "<redacted>" }
 func (Secret) GoString() string { return "<redacted>" }
+
+// LogValue and MarshalJSON keep it out of slog's JSON handler
+// (log_format = "json") and of JSON output (blockport status --json).
+func (Secret) LogValue() slog.Value         { return slog.StringValue("<redacted>") }
+func (Secret) MarshalJSON() ([]byte, error) { return []byte(`"<redacted>"`), nil }
+func (Secret) MarshalText() ([]byte, error) { return []byte("<redacted>"), nil }
 
 // Reveal returns the secret's bytes.
 func (s Secret) Reveal() []byte { return []byte(s) }

@@ -1,7 +1,9 @@
 package config
 
 import (
+	"encoding/json"
 	"fmt"
+	"log/slog"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -159,5 +161,16 @@ func TestSecretRedacted(t *testing.T) {
 	}
 	if string(c.Secret.Reveal()) != "hunter2-hunter2" {
 		t.Fatal("Reveal")
+	}
+	// Nor in JSON, nor in slog's text and JSON handlers.
+	js, err := json.Marshal(c)
+	if err != nil || strings.Contains(string(js), "hunter2") {
+		t.Fatalf("secret in JSON %s (%v)", js, err)
+	}
+	var b strings.Builder
+	slog.New(slog.NewJSONHandler(&b, nil)).Info("x", "chap", c, "secret", c.Secret)
+	slog.New(slog.NewTextHandler(&b, nil)).Info("x", "chap", c, "secret", c.Secret)
+	if strings.Contains(b.String(), "hunter2") {
+		t.Fatalf("secret in a log line: %s", b.String())
 	}
 }

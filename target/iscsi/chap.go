@@ -9,6 +9,7 @@ import (
 	"crypto/subtle"
 	"encoding/base64"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"hash"
@@ -105,6 +106,9 @@ func (c Credentials) GoString() string {
 
 // LogValue keeps the secret out of structured logs.
 func (c Credentials) LogValue() slog.Value { return slog.StringValue(c.String()) }
+
+// MarshalJSON keeps it out of JSON.
+func (c Credentials) MarshalJSON() ([]byte, error) { return json.Marshal(c.String()) }
 
 // AuthPolicy is what a login must prove, decided by the core per target
 // and initiator (or for discovery).

@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"crypto/sha3"
 	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net"
@@ -118,7 +119,9 @@ func TestSecretsNeverFormatted(t *testing.T) {
 	p := AuthPolicy{CHAP: &Credentials{User: "u", Secret: []byte(testSecret)}, Mutual: &Credentials{User: "t", Secret: []byte(testTargetSecret)}}
 	var logged bytes.Buffer
 	slog.New(slog.NewTextHandler(&logged, nil)).Info("x", "chap", *p.CHAP, "mutual", p.Mutual)
-	for _, s := range []string{fmt.Sprintf("%v %+v %#v %s", p, p, *p.CHAP, *p.Mutual), logged.String()} {
+	slog.New(slog.NewJSONHandler(&logged, nil)).Info("x", "chap", *p.CHAP, "policy", p)
+	js, _ := json.Marshal(p)
+	for _, s := range []string{fmt.Sprintf("%v %+v %#v %s", p, p, *p.CHAP, *p.Mutual), logged.String(), string(js)} {
 		if strings.Contains(s, testSecret) || strings.Contains(s, testTargetSecret) {
 			t.Fatalf("secret in %q", s)
 		}
