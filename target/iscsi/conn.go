@@ -194,8 +194,7 @@ func (c *conn) serve(ctx context.Context) {
 	close(c.stopW)
 	<-writerDone
 	if c.sess != nil {
-		c.svc.unregister(c.sess.key, c.sess)
-		c.sess.target.Device.NexusLoss(c.sess.nexus)
+		c.svc.endSession(c.sess)
 	}
 	reason := ""
 	if ce := c.closeErr.Load(); ce != nil {
@@ -676,8 +675,10 @@ func (c *conn) handleLogout(h *BHS) error {
 				// The I_T nexus ends before the initiator hears that it
 				// did: a reservation it held is released by the time its
 				// next session (or another initiator) acts on the
-				// Logout Response. Teardown repeats it harmlessly.
-				c.sess.target.Device.NexusLoss(c.sess.nexus)
+				// Logout Response. endSession also unregisters the
+				// session, so the teardown's endSession leaves alone a new
+				// session the initiator may have begun by then.
+				c.svc.endSession(c.sess)
 			}
 		}
 		p := getOutPDU()

@@ -308,6 +308,11 @@ func (s *Service) register(key sessionKey, sess *Session) (old *Session, err err
 	}
 	if old != nil {
 		delete(s.byTSIH, old.tsih)
+		// The new session is the same I_T nexus: it starts as a new one
+		// (SAM-5: the old nexus' state ends with it), and it does so now,
+		// under s.mu, rather than whenever the old connection's teardown
+		// gets there, which could be after the new session has begun.
+		old.target.Device.NexusLoss(old.nexus)
 	}
 	for i := 0; i < 1<<16; i++ {
 		t := s.nextTSIH
@@ -325,15 +330,23 @@ func (s *Service) register(key sessionKey, sess *Session) (old *Session, err err
 	return old, nil
 }
 
-func (s *Service) unregister(key sessionKey, sess *Session) {
+// endSession removes an ended session and ends its I_T nexus in the SCSI
+// core (unit attentions, a SCSI-2 reservation, copy results), unless a
+// newer session of the same nexus has replaced it (reinstatement, or a
+// quick login after a logout): that one's state is not the old session's to
+// clear. Both happen under s.mu, so no session of the nexus can register in
+// between.
+func (s *Service) endSession(sess *Session) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.sessions[key] == sess {
-		delete(s.sessions, key)
-	}
 	if s.byTSIH[sess.tsih] == sess {
 		delete(s.byTSIH, sess.tsih)
 	}
+	if s.sessions[sess.key] != sess {
+		return
+	}
+	delete(s.sessions, sess.key)
+	sess.target.Device.NexusLoss(sess.nexus)
 }
 
 func (s *Service) lookupTSIH(tsih uint16) *Session {

@@ -77,6 +77,9 @@ func (c *conn) handleTaskMgmt(h *BHS) error {
 		})
 	case TMFTargetWarmReset, TMFTargetColdReset:
 		name := c.sess.target.Name
+		// A cold reset ends the sessions that exist now, not those that
+		// log in while it completes (a quick initiator's next session).
+		victims := c.svc.sessionsOf(name)
 		waits := c.svc.abortTarget(name, func(*task) bool { return true })
 		nexus := c.sess.nexus
 		c.goSender(func() {
@@ -89,7 +92,9 @@ func (c *conn) handleTaskMgmt(h *BHS) error {
 			if fn == TMFTargetColdReset {
 				// RFC 7143 11.5.1: a cold reset also drops every connection.
 				time.Sleep(100 * time.Millisecond)
-				c.svc.CloseTarget(name)
+				for _, s := range victims {
+					s.close()
+				}
 			}
 		})
 	case TMFTaskReassign:

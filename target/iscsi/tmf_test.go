@@ -352,3 +352,31 @@ func TestLogoutReleasesBeforeResponse(t *testing.T) {
 		a.nc.Close()
 	}
 }
+
+// A TARGET COLD RESET closes the sessions that existed when it came, not
+// one that logs in right after its response (RFC 7143 11.5.1).
+func TestColdResetSparesLaterSessions(t *testing.T) {
+	f := startFabric(t, Options{})
+	a := dial(t, f)
+	a.mustLogin()
+	a.clearUA()
+	if got := a.tmf(TMFTargetColdReset, 0, 0); got != TMFRespFunctionComplete {
+		t.Fatalf("TARGET COLD RESET: response %d", got)
+	}
+	b := dial(t, f)
+	b.isid[5] = 9
+	if resp, _ := b.login(normalKeys("iqn.2026-11.io.blockport:later"), nil); resp.StatusClass != 0 {
+		t.Fatalf("login after the reset: %d/%d", resp.StatusClass, resp.StatusDetail)
+	}
+	b.maxSeg = 8192
+	time.Sleep(300 * time.Millisecond) // past the reset's closing of the old sessions
+	b.clearUA()
+	if r := b.command([]byte{0, 0, 0, 0, 0, 0}, 0, nil, 0); r.status != 0 {
+		t.Fatalf("TEST UNIT READY on the later session: status %#x", r.status)
+	}
+	// The session that asked for the reset is gone.
+	a.nc.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := a.r.ReadPDU(); err == nil {
+		t.Fatal("the resetting session is still open")
+	}
+}
