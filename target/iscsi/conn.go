@@ -9,9 +9,11 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/blockport/blockport/backstore"
+	"golang.org/x/sys/unix"
 )
 
 // conn is one TCP connection. As in net/http's conn.serve, one reader
@@ -28,6 +30,9 @@ type conn struct {
 
 	r *Reader // owned by the reader goroutine
 	w *Writer // owned by the login, then by the writer goroutine
+	// raw is the socket's descriptor access, for SIOCINQ (moreToRead);
+	// nil when nc is not a socket.
+	raw syscall.RawConn
 
 	sess      *Session // set at the end of a normal login
 	cid       uint16   // the connection ID given at login
@@ -108,6 +113,9 @@ func newConn(svc *Service, nc net.Conn, tpgt uint16) *conn {
 		tasks:   make(map[uint32]*task),
 		pending: make(map[uint32]*queuedPDU),
 		nextTTT: 1,
+	}
+	if sc, ok := nc.(syscall.Conn); ok {
+		c.raw, _ = sc.SyscallConn()
 	}
 	c.params = DefaultParams()
 	// RFC 7143 13.12: login PDUs carry at most 8192 bytes of data.
@@ -706,4 +714,19 @@ func (c *conn) noteMalformed(action, why string) {
 	}
 	c.malformedSeen = true
 	c.log.Warn("malformed PDU", "action", action, "why", why)
+}
+
+// moreToRead reports whether the initiator has sent more than the reader
+// has taken up: bytes in the Reader's buffer or in the socket's receive
+// queue (SIOCINQ, FIONREAD). Owned by the reader goroutine. Where it cannot tell,
+// it says yes.
+func (c *conn) moreToRead() bool {
+	if c.r.Buffered() > 0 || c.raw == nil {
+		return true
+	}
+	n, err := 0, error(nil)
+	if cerr := c.raw.Control(func(fd uintptr) { n, err = unix.IoctlGetInt(int(fd), unix.SIOCINQ) }); cerr != nil || err != nil {
+		return true
+	}
+	return n > 0
 }

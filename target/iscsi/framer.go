@@ -89,6 +89,10 @@ type Reader struct {
 	scratch [digestLength]byte
 }
 
+// Buffered is how many bytes the Reader holds that it has read from the
+// stream but not yet returned in a PDU.
+func (r *Reader) Buffered() int { return r.br.Buffered() }
+
 // NewReader returns a Reader with digests off and the login-time data
 // segment limit (DefaultLoginDataSegmentLength).
 func NewReader(r io.Reader) *Reader {

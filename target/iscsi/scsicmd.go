@@ -365,10 +365,13 @@ func (c *conn) startTask(t *task) {
 		t.cmd.Data = t.buf
 	}
 	dev := c.sess.target.Device
-	if c.window.inflight.Load() <= 1 && t.cmd.Dir == scsi.DirRead && t.cmd.TransferLength <= inlineExecMax {
+	if c.window.inflight.Load() <= 1 && t.cmd.Dir == scsi.DirRead && t.cmd.TransferLength <= inlineExecMax && !c.moreToRead() {
 		// Queue depth 1 and a small read: nothing else is waiting to be
 		// read, and the initiator is waiting for this answer (so it reads
 		// while we write). Running it here saves two goroutine hand-offs.
+		// inflight alone cannot tell: commands still in the socket are not
+		// counted, and taking them one by one behind a slow backstore
+		// would serialize a deep queue.
 		n, err := dev.Execute(ctx, &t.cmd)
 		cancel()
 		c.complete(t, n, err, true)

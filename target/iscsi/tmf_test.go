@@ -3,6 +3,7 @@ package iscsi
 import (
 	"bytes"
 	"encoding/binary"
+	"net"
 	"sync"
 	"testing"
 	"time"
@@ -378,5 +379,51 @@ func TestColdResetSparesLaterSessions(t *testing.T) {
 	a.nc.SetReadDeadline(time.Now().Add(5 * time.Second))
 	if _, err := a.r.ReadPDU(); err == nil {
 		t.Fatal("the resetting session is still open")
+	}
+}
+
+// moreToRead sees commands still in the socket, which the CmdSN window's
+// inflight count does not: only then may the reader run a read itself.
+func TestMoreToRead(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	client, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	server, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer server.Close()
+	c := newConn(NewService(&testRegistry{}, Options{}), server, 1)
+	if c.moreToRead() {
+		t.Fatal("an idle socket has more to read")
+	}
+	client.Write(make([]byte, 100))
+	deadline := time.Now().Add(5 * time.Second)
+	for !c.moreToRead() {
+		if time.Now().After(deadline) {
+			t.Fatal("bytes in the socket's receive queue are not seen")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	// Taken into the Reader's buffer, they still count.
+	buf := make([]byte, 10)
+	if _, err := c.r.br.Read(buf); err != nil {
+		t.Fatal(err)
+	}
+	if !c.moreToRead() {
+		t.Fatal("bytes in the Reader's buffer are not seen")
+	}
+	if _, err := c.r.br.Discard(c.r.Buffered()); err != nil {
+		t.Fatal(err)
+	}
+	if c.moreToRead() {
+		t.Fatal("a drained connection has more to read")
 	}
 }
