@@ -427,3 +427,23 @@ func TestMoreToRead(t *testing.T) {
 		t.Fatal("a drained connection has more to read")
 	}
 }
+
+// A connection that never finishes its login is closed at the login
+// timeout, whether it sends nothing or stops half way.
+func TestLoginTimeoutClosesStalledLogins(t *testing.T) {
+	f := startFabric(t, Options{LoginTimeout: 300 * time.Millisecond})
+	silent := dial(t, f)
+	half := dial(t, f)
+	// One security-stage request that does not transit: the login waits
+	// for the next one, which never comes.
+	half.loginPDU(0, 0, false, normalKeys("iqn.2026-11.io.blockport:stalled"))
+	for name, in := range map[string]*initiator{"silent": silent, "half way": half} {
+		start := time.Now()
+		in.nc.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if _, err := in.r.ReadPDU(); err == nil {
+			t.Fatalf("%s: a PDU instead of the connection closing", name)
+		} else if isTimeout(err) {
+			t.Fatalf("%s: still open after %v", name, time.Since(start))
+		}
+	}
+}
