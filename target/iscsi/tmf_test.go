@@ -12,6 +12,19 @@ import (
 	"github.com/blockport/blockport/target/scsi"
 )
 
+// loginAs opens a full feature session as initiator name with the ISID
+// ending in isid (another I_T nexus for each).
+func loginAs(t *testing.T, f *fabric, name string, isid byte) *initiator {
+	t.Helper()
+	in := dial(t, f)
+	in.isid[5] = isid
+	if resp, _ := in.login(normalKeys(name), nil); resp.StatusClass != 0 || resp.NSG != 3 {
+		t.Fatalf("%s login: %d/%d", name, resp.StatusClass, resp.StatusDetail)
+	}
+	in.maxSeg = 8192
+	return in
+}
+
 // rawLUN is the 8-byte SAM LUN of lun as it travels in a PDU.
 func rawLUN(lun uint64) uint64 {
 	b := scsi.EncodeLUN(lun)
@@ -130,18 +143,8 @@ func TestTaskManagementFollowsMasking(t *testing.T) {
 			t.Fatal(err)
 		}
 	})
-	login := func(name string, isid byte) *initiator {
-		in := dial(t, f)
-		in.isid[5] = isid
-		resp, _ := in.login(normalKeys(name), nil)
-		if resp.StatusClass != 0 || resp.NSG != 3 {
-			t.Fatalf("%s login: %d/%d", name, resp.StatusClass, resp.StatusDetail)
-		}
-		in.maxSeg = 8192
-		return in
-	}
-	a := login("iqn.2026-11.io.blockport:node-a", 1)
-	b := login("iqn.2026-11.io.blockport:node-b", 2)
+	a := loginAs(t, f, "iqn.2026-11.io.blockport:node-a", 1)
+	b := loginAs(t, f, "iqn.2026-11.io.blockport:node-b", 2)
 	for _, lun := range []uint64{0, 1} {
 		a.lun = rawLUN(lun)
 		a.clearUA()
@@ -279,18 +282,10 @@ func TestTaskManagementRejectsWhileTaskStuck(t *testing.T) {
 // with a LOGICAL UNIT RESET (SAM-5, SPC-2 5.5.1).
 func TestTaskManagementAndReserve(t *testing.T) {
 	f := startFabric(t, Options{})
-	login := func(name string, isid byte) *initiator {
-		in := dial(t, f)
-		in.isid[5] = isid
-		if resp, _ := in.login(normalKeys(name), nil); resp.StatusClass != 0 {
-			t.Fatalf("%s login: %d/%d", name, resp.StatusClass, resp.StatusDetail)
-		}
-		in.maxSeg = 8192
-		in.clearUA()
-		return in
-	}
-	a := login("iqn.2026-11.io.blockport:holder", 1)
-	b := login("iqn.2026-11.io.blockport:other", 2)
+	a := loginAs(t, f, "iqn.2026-11.io.blockport:holder", 1)
+	b := loginAs(t, f, "iqn.2026-11.io.blockport:other", 2)
+	a.clearUA()
+	b.clearUA()
 	const reservationConflict = 0x18
 	if r := a.command([]byte{0x16, 0, 0, 0, 0, 0}, 0, nil, 0); r.status != 0 {
 		t.Fatalf("RESERVE(6): status %#x", r.status)
@@ -319,21 +314,11 @@ func TestTaskManagementAndReserve(t *testing.T) {
 // go straight on).
 func TestLogoutReleasesBeforeResponse(t *testing.T) {
 	f := startFabric(t, Options{})
-	b := dial(t, f)
-	b.isid[5] = 2
-	if resp, _ := b.login(normalKeys("iqn.2026-11.io.blockport:other"), nil); resp.StatusClass != 0 {
-		t.Fatal("login")
-	}
-	b.maxSeg = 8192
+	b := loginAs(t, f, "iqn.2026-11.io.blockport:other", 2)
 	b.clearUA()
 	block := make([]byte, 512)
 	for i := range 20 {
-		a := dial(t, f)
-		a.isid[5] = 1
-		if resp, _ := a.login(normalKeys("iqn.2026-11.io.blockport:holder"), nil); resp.StatusClass != 0 {
-			t.Fatal("login")
-		}
-		a.maxSeg = 8192
+		a := loginAs(t, f, "iqn.2026-11.io.blockport:holder", 1)
 		a.clearUA()
 		if r := a.command([]byte{0x16, 0, 0, 0, 0, 0}, 0, nil, 0); r.status != 0 {
 			t.Fatalf("round %d: RESERVE(6): status %#x", i, r.status)
@@ -364,12 +349,7 @@ func TestColdResetSparesLaterSessions(t *testing.T) {
 	if got := a.tmf(TMFTargetColdReset, 0, 0); got != TMFRespFunctionComplete {
 		t.Fatalf("TARGET COLD RESET: response %d", got)
 	}
-	b := dial(t, f)
-	b.isid[5] = 9
-	if resp, _ := b.login(normalKeys("iqn.2026-11.io.blockport:later"), nil); resp.StatusClass != 0 {
-		t.Fatalf("login after the reset: %d/%d", resp.StatusClass, resp.StatusDetail)
-	}
-	b.maxSeg = 8192
+	b := loginAs(t, f, "iqn.2026-11.io.blockport:later", 9)
 	time.Sleep(300 * time.Millisecond) // past the reset's closing of the old sessions
 	b.clearUA()
 	if r := b.command([]byte{0, 0, 0, 0, 0, 0}, 0, nil, 0); r.status != 0 {
