@@ -96,7 +96,7 @@ func TestCHAPWithLibiscsi(t *testing.T) {
 		"initiator=" + node1 + " target=" + aclIQN + " result=authentication_failure",
 		"initiator=" + node3 + " target=" + aclIQN + " result=authorization_failure",
 	} {
-		if !strings.Contains(srv.Output(), want) {
+		if !srv.WaitOutput(want, 5*time.Second) {
 			t.Errorf("the server log has no failed login line with %q:\n%s", want, srv.Output())
 		}
 	}

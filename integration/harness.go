@@ -446,6 +446,21 @@ func (s *Server) raceReport() error {
 // Output returns everything the server wrote to stdout and stderr so far.
 func (s *Server) Output() string { return s.output.String() }
 
+// WaitOutput waits up to limit for the server's output to contain want and
+// reports whether it did. A client can see the answer to a request before
+// the line the server logs about it has come through the output pipe, so
+// tests that check the log after a client returns wait for it here.
+func (s *Server) WaitOutput(want string, limit time.Duration) bool {
+	deadline := time.Now().Add(limit)
+	for !strings.Contains(s.Output(), want) {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return true
+}
+
 // Portal returns the discovery URL iscsi://127.0.0.1:PORT.
 func (s *Server) Portal() string { return "iscsi://" + s.Addr }
 

@@ -112,6 +112,7 @@ func TestMalformedPDUsThenNormalClient(t *testing.T) {
 	if res := Run(t, accessToolTime, inq, srv.URL(hostileIQN, 0)); res.Err != nil {
 		t.Fatalf("normal client after the malformed corpus: %v\n%s", res.Err, res.Output)
 	}
+	srv.WaitOutput("malformed PDU", 5*time.Second)
 	out := srv.Output()
 	if !strings.Contains(out, "malformed PDU") || !strings.Contains(out, "remote=127.0.0.1:") {
 		t.Fatalf("malformed PDUs not logged with the peer address:\n%s", out)

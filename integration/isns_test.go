@@ -320,6 +320,7 @@ func TestISNSDiscoveryDomains(t *testing.T) {
 			t.Fatalf("SendTargets lists the target while the iSNS server is unreachable:\n%s", out)
 		}
 	}
+	s.WaitOutput("discovery-domain check failed", 5*time.Second)
 	if n := strings.Count(s.Output(), "discovery-domain check failed"); n != 1 {
 		t.Errorf("the failed check was logged %d times, want once:\n%s", n, s.Output())
 	}
