@@ -64,6 +64,15 @@ type BlockSizer interface {
 	LUNBlockSize() uint32
 }
 
+// Immediate is a backstore whose ReadAt and WriteAt finish in the time of
+// a memory copy and never wait for a device (memory). A fabric may run
+// their reads and writes on the goroutine that received the command: on a
+// small machine, handing a 4 KiB copy to another goroutine costs more than
+// the copy (a scheduler wake-up of another thread per command).
+type Immediate interface {
+	Immediate() bool
+}
+
 // Resizer is a backstore whose capacity can grow while it serves (online
 // resize, SBC-4 CAPACITY DATA HAS CHANGED): an image file is extended to a
 // larger configured size, a block device is measured again.

@@ -46,6 +46,9 @@ func openMemory(opts Options) (Backstore, error) {
 
 func (m *memoryBackstore) Size() int64 { return m.size }
 
+// Immediate: reads and writes are copies under a chunk lock (backstore.Immediate).
+func (m *memoryBackstore) Immediate() bool { return true }
+
 func (m *memoryBackstore) ReadAt(p []byte, off int64) (int, error) {
 	if m.closed.Load() {
 		return 0, ErrClosed

@@ -365,7 +365,20 @@ func (c *conn) startTask(t *task) {
 		t.cmd.Data = t.buf
 	}
 	dev := c.sess.target.Device
-	if c.window.inflight.Load() <= 1 && t.cmd.Dir == scsi.DirRead && t.cmd.TransferLength <= inlineExecMax && !c.moreToRead() {
+	small := t.cmd.TransferLength <= inlineExecMax
+	switch {
+	case small && t.cmd.Immediate():
+		// A read or write of a memory LU is a copy: handing it to another
+		// goroutine would cost more (a wake-up of another thread per
+		// command on a small machine). The answer goes out from here when
+		// nothing else waits in the socket (the initiator is waiting for
+		// it and reading), else through the writer goroutine, so that the
+		// reader never blocks in a write while commands queue up behind.
+		n, err := dev.Execute(ctx, &t.cmd)
+		cancel()
+		c.complete(t, n, err, !c.moreToRead())
+		return
+	case small && t.cmd.Dir == scsi.DirRead && c.window.inflight.Load() <= 1 && !c.moreToRead():
 		// Queue depth 1 and a small read: nothing else is waiting to be
 		// read, and the initiator is waiting for this answer (so it reads
 		// while we write). Running it here saves two goroutine hand-offs.

@@ -67,6 +67,10 @@ type opDesc struct {
 	// write protection, the maximum transfer length and short data-out.
 	blockIO bool
 	writes  bool // modifies the medium: refused on a read-only LU
+	// quick: a plain READ or WRITE, one copy to or from the backstore;
+	// on an LU with a backstore.Immediate store it finishes at once
+	// (Command.Immediate).
+	quick bool
 	// sharedState commands change what other initiators see of the LU
 	// (reservations, mode pages, ALUA states, the medium's presence): an
 	// initiator whose LUN mapping is read-only gets WRITE PROTECTED, so a
@@ -122,10 +126,10 @@ var ops = []*opDesc{
 	{name: "REQUEST SENSE", op: opRequestSense, cdbLen: 6, anyLUN: true, noUA: true, alua: alua.AnyState,
 		usage: []byte{0x03, 0x01, 0x00, 0x00, 0xFF, 0x00},
 		parse: parseRequestSense, exec: execRequestSense},
-	{name: "READ(6)", op: opRead6, cdbLen: 6, blockIO: true, xferLenAt: 4,
+	{name: "READ(6)", op: opRead6, cdbLen: 6, blockIO: true, quick: true, xferLenAt: 4,
 		usage: []byte{0x08, 0x1F, 0xFF, 0xFF, 0xFF, 0x00},
 		parse: parseRW6, exec: execRead},
-	{name: "WRITE(6)", op: opWrite6, cdbLen: 6, blockIO: true, writes: true, xferLenAt: 4, partialDataOK: true,
+	{name: "WRITE(6)", op: opWrite6, cdbLen: 6, blockIO: true, quick: true, writes: true, xferLenAt: 4, partialDataOK: true,
 		usage: []byte{0x0A, 0x1F, 0xFF, 0xFF, 0xFF, 0x00},
 		parse: parseRW6, exec: execWrite},
 	{name: "INQUIRY", op: opInquiry, cdbLen: 6, anyLUN: true, noUA: true, alua: alua.AnyState,
@@ -152,10 +156,10 @@ var ops = []*opDesc{
 	{name: "READ CAPACITY(10)", op: opReadCapacity10, cdbLen: 10,
 		usage: []byte{0x25, 0x00, 0xFF, 0xFF, 0xFF, 0xFF, 0x00, 0x00, 0x01, 0x00},
 		parse: parseReadCapacity10, exec: execReadCapacity10},
-	{name: "READ(10)", op: opRead10, cdbLen: 10, blockIO: true, xferLenAt: 7,
+	{name: "READ(10)", op: opRead10, cdbLen: 10, blockIO: true, quick: true, xferLenAt: 7,
 		usage: []byte{0x28, 0x18, 0xFF, 0xFF, 0xFF, 0xFF, 0x00, 0xFF, 0xFF, 0x00},
 		parse: parseRW10, exec: execRead},
-	{name: "WRITE(10)", op: opWrite10, cdbLen: 10, blockIO: true, writes: true, xferLenAt: 7, partialDataOK: true,
+	{name: "WRITE(10)", op: opWrite10, cdbLen: 10, blockIO: true, quick: true, writes: true, xferLenAt: 7, partialDataOK: true,
 		usage: []byte{0x2A, 0x18, 0xFF, 0xFF, 0xFF, 0xFF, 0x00, 0xFF, 0xFF, 0x00},
 		parse: parseRW10, exec: execWrite},
 	{name: "WRITE AND VERIFY(10)", op: opWriteAndVerify10, cdbLen: 10, blockIO: true, writes: true, xferLenAt: 7, partialDataOK: true,
@@ -225,13 +229,13 @@ var ops = []*opDesc{
 	receiveCopyResultsOp(saReceiveData, "RECEIVE COPY RESULTS(RECEIVE DATA)"),
 	receiveCopyResultsOp(saOperatingParameters, "RECEIVE COPY RESULTS(OPERATING PARAMETERS)"),
 	receiveCopyResultsOp(saFailedSegmentDetails, "RECEIVE COPY RESULTS(FAILED SEGMENT DETAILS)"),
-	{name: "READ(16)", op: opRead16, cdbLen: 16, blockIO: true, xferLenAt: 10,
+	{name: "READ(16)", op: opRead16, cdbLen: 16, blockIO: true, quick: true, xferLenAt: 10,
 		usage: []byte{0x88, 0x18, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x00, 0x00},
 		parse: parseRW16, exec: execRead},
 	{name: "COMPARE AND WRITE", op: opCompareAndWrite, cdbLen: 16, blockIO: true, writes: true,
 		usage: []byte{0x89, 0x18, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x00, 0x00, 0x00, 0xFF, 0x00, 0x00},
 		parse: parseCompareAndWrite, exec: execCompareAndWrite},
-	{name: "WRITE(16)", op: opWrite16, cdbLen: 16, blockIO: true, writes: true, xferLenAt: 10, partialDataOK: true,
+	{name: "WRITE(16)", op: opWrite16, cdbLen: 16, blockIO: true, quick: true, writes: true, xferLenAt: 10, partialDataOK: true,
 		usage: []byte{0x8A, 0x18, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x00, 0x00},
 		parse: parseRW16, exec: execWrite},
 	{name: "ORWRITE(16)", op: opOrWrite16, cdbLen: 16, blockIO: true, writes: true, xferLenAt: 10, partialDataOK: true,
@@ -276,10 +280,10 @@ var ops = []*opDesc{
 	{name: "SET TARGET PORT GROUPS", op: opMaintenanceOut, sa: saSetTPG, hasSA: true, cdbLen: 12, sharedState: true, noMedium: true, alua: alua.AnyState,
 		usage: []byte{0xA4, saSetTPG, 0x00, 0x00, 0x00, 0x00, 0xFF, 0xFF, 0xFF, 0xFF, 0x00, 0x00},
 		parse: parseSetTPG, exec: execSetTPG},
-	{name: "READ(12)", op: opRead12, cdbLen: 12, blockIO: true, xferLenAt: 6,
+	{name: "READ(12)", op: opRead12, cdbLen: 12, blockIO: true, quick: true, xferLenAt: 6,
 		usage: []byte{0xA8, 0x18, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x00, 0x00},
 		parse: parseRW12, exec: execRead},
-	{name: "WRITE(12)", op: opWrite12, cdbLen: 12, blockIO: true, writes: true, xferLenAt: 6, partialDataOK: true,
+	{name: "WRITE(12)", op: opWrite12, cdbLen: 12, blockIO: true, quick: true, writes: true, xferLenAt: 6, partialDataOK: true,
 		usage: []byte{0xAA, 0x18, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x00, 0x00},
 		parse: parseRW12, exec: execWrite},
 	{name: "WRITE AND VERIFY(12)", op: opWriteAndVerify12, cdbLen: 12, blockIO: true, writes: true, xferLenAt: 6, partialDataOK: true,

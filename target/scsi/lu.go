@@ -66,6 +66,7 @@ const optimalTransferBytes = 1 << 20
 type LU struct {
 	cfg        LUConfig
 	store      backstore.Backstore
+	immediate  bool // store is a backstore.Immediate (Command.Immediate)
 	blockSize  uint32
 	blockShift uint          // log2(blockSize)
 	blocks     atomic.Uint64 // capacity in logical blocks; grows with Resize
@@ -146,6 +147,9 @@ func NewLU(cfg LUConfig) (*LU, error) {
 		blockSize:  cfg.BlockSize,
 		blockShift: uint(bits.TrailingZeros32(cfg.BlockSize)),
 		maxXfer:    maxTransferBytes / cfg.BlockSize,
+	}
+	if im, ok := cfg.Backstore.(backstore.Immediate); ok {
+		lu.immediate = im.Immediate()
 	}
 	lu.blocks.Store(uint64(size) / uint64(cfg.BlockSize))
 	lu.ua.init()

@@ -443,3 +443,64 @@ func TestReadNoAlloc(t *testing.T) {
 		t.Fatalf("%v allocations per READ+WRITE", allocs)
 	}
 }
+
+// TestCommandImmediate: only plain READ and WRITE of an LU whose backstore
+// is backstore.Immediate (memory) may run on the fabric's receiving
+// goroutine; everything else, and any command on an image, may wait.
+func TestCommandImmediate(t *testing.T) {
+	mem, err := backstore.Open(backstore.Options{Kind: "memory", Size: 1 << 20, BlockSize: 512})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mem.Close()
+	memLU, err := NewLU(LUConfig{Backstore: mem, BlockSize: 512, NAA: NewNAA([]byte("immediate-mem"))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	otherLU, err := NewLU(LUConfig{Backstore: newMemStore(1 << 20), BlockSize: 512, NAA: NewNAA([]byte("immediate-other"))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := NewDevice("test")
+	if err := d.AddLU(0, memLU); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.AddLU(1, otherLU); err != nil {
+		t.Fatal(err)
+	}
+	// Clear the power-on unit attention of both LUs for nexus A.
+	for lun := range uint64(2) {
+		run(t, d, nexusA, lun, []byte{0x00, 0, 0, 0, 0, 0}, nil, 0)
+	}
+	read10 := []byte{0x28, 0, 0, 0, 0, 8, 0, 0, 8, 0}
+	write10 := []byte{0x2a, 0, 0, 0, 0, 8, 0, 0, 8, 0}
+	write16 := []byte{0x8a, 0, 0, 0, 0, 0, 0, 0, 0, 8, 0, 0, 0, 8, 0, 0}
+	writeVerify10 := []byte{0x2e, 0, 0, 0, 0, 8, 0, 0, 8, 0}
+	syncCache10 := []byte{0x35, 0, 0, 0, 0, 0, 0, 0, 0, 0}
+	inquiry := []byte{0x12, 0, 0, 0, 96, 0}
+	tests := []struct {
+		name string
+		lun  uint64
+		cdb  []byte
+		want bool
+	}{
+		{"READ(10) on memory", 0, read10, true},
+		{"WRITE(10) on memory", 0, write10, true},
+		{"WRITE(16) on memory", 0, write16, true},
+		{"WRITE AND VERIFY(10) on memory", 0, writeVerify10, false},
+		{"SYNCHRONIZE CACHE(10) on memory", 0, syncCache10, false},
+		{"INQUIRY on memory", 0, inquiry, false},
+		{"READ(10) on a store that may block", 1, read10, false},
+		{"WRITE(10) on a store that may block", 1, write10, false},
+		{"READ(10) on an unmapped LUN", 7, read10, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cmd := &Command{Nexus: nexusA, LUN: tt.lun, CDB: tt.cdb, Attr: TaskSimple, ExpectedLength: 8 * 512}
+			d.Prepare(cmd) // an unmapped LUN fails here; Immediate must still answer
+			if got := cmd.Immediate(); got != tt.want {
+				t.Errorf("Immediate() = %v, want %v", got, tt.want)
+			}
+		})
+	}
+}

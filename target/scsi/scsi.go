@@ -154,6 +154,15 @@ type Command struct {
 // initiators may number one LU differently: compare LUs, not LUN numbers.
 func (c *Command) LU() *LU { return c.lu }
 
+// Immediate reports whether a prepared command is a plain READ or WRITE of
+// an LU whose backstore finishes I/O without waiting for a device
+// (backstore.Immediate). The fabric may then run it on the goroutine that
+// received it. Such a command may still wait briefly for an LBA range lock
+// held by a COMPARE AND WRITE running elsewhere, never for the fabric.
+func (c *Command) Immediate() bool {
+	return c.op != nil && c.op.quick && c.lu != nil && c.lu.immediate
+}
+
 // Name is the command's name from the dispatch table ("READ(10)"), or ""
 // before Prepare succeeded in finding the opcode. Metrics label by it.
 func (c *Command) Name() string {
