@@ -143,6 +143,7 @@ func setupBlock(f *os.File, opts Options) (*blockBackstore, error) {
 			return nil, fmt.Errorf("O_DIRECT alignment (memory %d, offset %d) is beyond what this server supports; set direct_io = false", fb.memAlign, fb.offsetAlign)
 		}
 	}
+	fb.startAIO()
 	return &blockBackstore{fileBackstore: fb, logical: uint32(logical), physical: uint32(physical), rdev: st.Rdev, lunBlock: bs}, nil
 }
 

@@ -445,6 +445,11 @@ type syscallCounter struct {
 }
 
 func (c *syscallCounter) install(b *fileBackstore) {
+	// These paths are the synchronous ones; aio_linux_test.go covers AIO.
+	if b.aio != nil {
+		b.aio.Close()
+		b.aio = nil
+	}
 	b.pwritev2 = func(fd int, iovs [][]byte, off int64, flags int) (int, error) {
 		c.pwritev2Calls.Add(1)
 		if flags&unix.RWF_DSYNC == 0 {
