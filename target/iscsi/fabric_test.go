@@ -74,6 +74,7 @@ func startFabricWith(t testing.TB, opts Options, adjust func(*Target)) *fabric {
 		adjust(reg.target)
 	}
 	svc := NewService(reg, opts)
+	svc.AttachTarget(reg.target) // as the server does: PREEMPT AND ABORT reaches the tasks
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	wg.Add(1)

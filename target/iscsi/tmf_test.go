@@ -427,3 +427,88 @@ func TestLoginTimeoutClosesStalledLogins(t *testing.T) {
 		}
 	}
 }
+
+// PREEMPT AND ABORT whose preempted write is stuck in the backstore does
+// not complete until that write has stopped: its GOOD tells a cluster the
+// other node is fenced (SPC-5 5.14.12.5). Once the write ends, it does.
+func TestPreemptAndAbortWaitsForStuckWrite(t *testing.T) {
+	old := tmfWait
+	tmfWait = 200 * time.Millisecond
+	t.Cleanup(func() { tmfWait = old })
+	stuck := &stuckStore{entered: make(chan struct{}, 4), release: make(chan struct{})}
+	f := startFabricWith(t, Options{}, func(tg *Target) {
+		mem, err := backstore.Open(backstore.Options{Kind: "memory", Size: 1 << 20, BlockSize: 512})
+		if err != nil {
+			t.Fatal(err)
+		}
+		stuck.Backstore = mem
+		lu, err := scsi.NewLU(scsi.LUConfig{Backstore: stuck, BlockSize: 512, Serial: "stuck-pr", NAA: scsi.NewNAA([]byte("stuck-pr"))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := tg.Device.AddLU(1, lu); err != nil {
+			t.Fatal(err)
+		}
+	})
+	var once sync.Once
+	releaseAll := func() { once.Do(func() { close(stuck.release) }) }
+	t.Cleanup(releaseAll)
+	a := loginAs(t, f, "iqn.2026-11.io.blockport:survivor", 1)
+	b := loginAs(t, f, "iqn.2026-11.io.blockport:fenced", 2)
+	for _, in := range []*initiator{a, b} {
+		in.lun = rawLUN(1)
+		in.clearUA()
+	}
+	// PERSISTENT RESERVE OUT with a 24-byte parameter list.
+	prOut := func(in *initiator, sa, typ byte, key, sark uint64) result {
+		params := make([]byte, 24)
+		binary.BigEndian.PutUint64(params[0:], key)
+		binary.BigEndian.PutUint64(params[8:], sark)
+		return in.command([]byte{0x5f, sa, typ, 0, 0, 0, 0, 0, 24, 0}, 24, params, 24)
+	}
+	const register, reserve, preemptAndAbort, writeExclusive = 0, 1, 5, 1
+	for _, step := range []struct {
+		in       *initiator
+		sa       byte
+		key, new uint64
+	}{{a, register, 0, 0xa}, {b, register, 0, 0xb}, {b, reserve, 0xb, 0}} {
+		if r := prOut(step.in, step.sa, writeExclusive, step.key, step.new); r.status != 0 {
+			t.Fatalf("PR OUT service action %d: status %#x sense %x", step.sa, r.status, r.sense)
+		}
+	}
+
+	// The holder's write sticks in the backstore.
+	var cdb [16]byte
+	copy(cdb[:], write10(0, 1))
+	req := SCSICommand{Final: true, Write: true, Attr: TaskAttrSimple, LUN: b.lun, ITT: b.itt,
+		ExpectedDataTransferLength: 512, CmdSN: b.cmdSN, ExpStatSN: b.expSN, CDB: cdb}
+	b.itt++
+	b.cmdSN++
+	var h BHS
+	req.Encode(&h)
+	if err := b.w.WritePDU(&h, make([]byte, 512)); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-stuck.entered:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the write never reached the backstore")
+	}
+
+	done := make(chan result, 1)
+	go func() { done <- prOut(a, preemptAndAbort, writeExclusive, 0xa, 0xb) }()
+	select {
+	case r := <-done:
+		t.Fatalf("PREEMPT AND ABORT completed (status %#x) while the preempted write was still in the backstore", r.status)
+	case <-time.After(3 * tmfWait):
+	}
+	releaseAll()
+	select {
+	case r := <-done:
+		if r.status != 0 {
+			t.Fatalf("PREEMPT AND ABORT after the write stopped: status %#x sense %x", r.status, r.sense)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("PREEMPT AND ABORT did not complete after the preempted write stopped")
+	}
+}

@@ -32,10 +32,13 @@ const (
 const maxPRParamLen = 256 << 10
 
 // TaskAborter aborts, for PREEMPT AND ABORT, every task addressed to lu
-// (Command.LU) by the I_T nexuses that match accepts, except the command except, and returns
-// once they have stopped. The fabric registers it (SetTaskAborter): the
-// SCSI core cannot reach tasks queued in the transport.
-type TaskAborter func(lu *LU, match func(*Nexus) bool, except *Command)
+// (Command.LU) by the I_T nexuses that match accepts, except the command
+// except, and returns nil once they have stopped. A preempted write may be
+// stuck in its backstore: the aborter then keeps waiting, for as long as
+// ctx (the PREEMPT AND ABORT's own task) lives, and returns ctx's error if
+// it ends first. The fabric registers it (SetTaskAborter): the SCSI core
+// cannot reach tasks queued in the transport.
+type TaskAborter func(ctx context.Context, lu *LU, match func(*Nexus) bool, except *Command) error
 
 // taskAborterSlot holds a device's TaskAborter; see SetTaskAborter.
 type taskAborterSlot struct{ fn atomic.Pointer[TaskAborter] }
@@ -43,10 +46,11 @@ type taskAborterSlot struct{ fn atomic.Pointer[TaskAborter] }
 // SetTaskAborter registers the fabric's task abort function.
 func (d *Device) SetTaskAborter(fn TaskAborter) { d.aborter.fn.Store(&fn) }
 
-func (d *Device) abortTasks(lu *LU, match func(*Nexus) bool, except *Command) {
+func (d *Device) abortTasks(ctx context.Context, lu *LU, match func(*Nexus) bool, except *Command) error {
 	if fn := d.aborter.fn.Load(); fn != nil {
-		(*fn)(lu, match, except)
+		return (*fn)(ctx, lu, match, except)
 	}
+	return nil
 }
 
 // prNexus converts a nexus to pr's.
@@ -170,9 +174,11 @@ func execPROut(ctx context.Context, d *Device, cmd *Command) (int, error) {
 	if len(res.Aborted) > 0 {
 		// SPC-5 5.14.12.5: PREEMPT AND ABORT aborts the preempted
 		// nexuses' tasks on this LU before it completes, so none of
-		// their writes lands after it.
+		// their writes lands after it. GOOD means the preempted node is
+		// fenced (fence_scsi, failover clusters act on it): it is never
+		// given while one of those writes may still reach the medium.
 		aborted := res.Aborted
-		d.abortTasks(cmd.lu, func(n *Nexus) bool {
+		err := d.abortTasks(ctx, cmd.lu, func(n *Nexus) bool {
 			pn := prNexus(n)
 			if pn == self {
 				return false
@@ -184,6 +190,11 @@ func execPROut(ctx context.Context, d *Device, cmd *Command) (int, error) {
 			}
 			return false
 		}, cmd)
+		if err != nil {
+			// This command was aborted (or its session ended) while
+			// preempted writes were still in the backstore.
+			return 0, StatusError(StatusTaskAborted)
+		}
 	}
 	return 0, nil
 }
