@@ -29,7 +29,10 @@ type conn struct {
 	portal Portal
 
 	r *Reader // owned by the reader goroutine
-	w *Writer // owned by the login, then by the writer goroutine
+	// held: answers queued with holdForReader wait for flushHeld. Owned
+	// by the reader goroutine.
+	held bool
+	w    *Writer // owned by the login, then by the writer goroutine
 	// raw is the socket's descriptor access, for SIOCINQ (moreToRead);
 	// nil when nc is not a socket.
 	raw syscall.RawConn
@@ -229,6 +232,7 @@ func (c *conn) readLoop(ctx context.Context) error {
 			return nil
 		default:
 		}
+		c.flushHeld()
 		hdr, err := c.r.ReadHeader()
 		if err != nil {
 			var de *DigestError
@@ -421,19 +425,42 @@ type outQueue struct {
 	statSN   uint32    // guarded by mu
 }
 
-// send queues a PDU and leaves the writing to the writer goroutine. The
-// reader goroutine must use it: if the reader blocked in a write while the
-// initiator blocked writing data to us, neither would ever read.
-func (c *conn) send(p *outPDU) { c.enqueue(p, false) }
+// sendMode says who writes a queued PDU to the socket.
+type sendMode uint8
 
-// sendInline queues a PDU and, when no one is writing, writes it (and
-// whatever else is queued) from the calling goroutine, saving a hand-off to
-// the writer goroutine. For executors, whose initiator waits for the answer.
-func (c *conn) sendInline(p *outPDU) { c.enqueue(p, true) }
+const (
+	// viaWriter leaves the writing to the writer goroutine. The reader
+	// goroutine uses it for PDUs it sends while commands may still be
+	// arriving: if the reader blocked in a write while the initiator
+	// blocked writing data to us, neither would ever read.
+	viaWriter sendMode = iota
+	// writeHere writes from the calling goroutine when no one else is
+	// writing, saving a hand-off to the writer goroutine. For executors,
+	// whose initiator waits for the answer, and for the reader once it
+	// has taken up everything the initiator sent.
+	writeHere
+	// holdForReader queues the PDU for the reader goroutine to write once
+	// it has taken up everything the initiator sent (readLoop), so that a
+	// burst of commands run by the reader is answered with one write. A
+	// long burst hands what has piled up to the writer goroutine
+	// (holdMax). Only the reader uses it.
+	holdForReader
+)
 
-func (c *conn) enqueue(p *outPDU, inline bool) {
+// holdMax bounds the answers held for the reader: more go to the writer
+// goroutine, so an initiator that keeps sending still gets answers.
+const holdMax = 32
+
+// send queues a PDU for the writer goroutine (viaWriter).
+func (c *conn) send(p *outPDU) { c.enqueue(p, viaWriter) }
+
+// sendInline queues a PDU and writes it from here when no one is writing
+// (writeHere).
+func (c *conn) sendInline(p *outPDU) { c.enqueue(p, writeHere) }
+
+func (c *conn) enqueue(p *outPDU, how sendMode) {
 	c.push(p)
-	c.flush(inline)
+	c.flush(how)
 }
 
 // push queues a PDU without writing; flush must follow.
@@ -449,16 +476,25 @@ func (c *conn) push(p *outPDU) {
 	q.mu.Unlock()
 }
 
-// flush gets what is queued written: by the caller when inline and no one is
-// writing, else by the writer goroutine (or the flusher already at work).
-func (c *conn) flush(inline bool) {
+// flush gets what is queued written, as how says: by the caller when no
+// one is writing (writeHere), by the writer goroutine (viaWriter), or
+// later by the reader (holdForReader).
+func (c *conn) flush(how sendMode) {
 	q := &c.outq
 	q.mu.Lock()
 	if q.flushing || len(q.pending) == 0 {
 		q.mu.Unlock()
 		return
 	}
-	if !inline {
+	if how == holdForReader {
+		c.held = true
+		if len(q.pending) < holdMax {
+			q.mu.Unlock()
+			return
+		}
+		how = viaWriter
+	}
+	if how == viaWriter {
 		q.mu.Unlock()
 		select {
 		case c.kick <- struct{}{}:
@@ -468,6 +504,17 @@ func (c *conn) flush(inline bool) {
 	}
 	q.flushing = true
 	c.flushLocked()
+}
+
+// flushHeld writes the answers held for the reader once nothing more from
+// the initiator waits to be read: it is then not blocked writing to us, so
+// it reads what we write. Called by the reader before it reads a header.
+func (c *conn) flushHeld() {
+	if !c.held || c.moreToRead() {
+		return
+	}
+	c.held = false
+	c.flush(writeHere)
 }
 
 // flushLocked writes batches until the queue is empty. Called with q.mu held

@@ -356,7 +356,7 @@ func (c *conn) startTask(t *task) {
 	c.mu.Unlock()
 	if t.prepErr != nil {
 		cancel()
-		c.complete(t, 0, t.prepErr, false)
+		c.complete(t, 0, t.prepErr, viaWriter)
 		return
 	}
 	if t.cmd.Dir == scsi.DirWrite {
@@ -370,13 +370,13 @@ func (c *conn) startTask(t *task) {
 	case small && t.cmd.Immediate():
 		// A read or write of a memory LU is a copy: handing it to another
 		// goroutine would cost more (a wake-up of another thread per
-		// command on a small machine). The answer goes out from here when
-		// nothing else waits in the socket (the initiator is waiting for
-		// it and reading), else through the writer goroutine, so that the
+		// command on a small machine). The answer is held until the
+		// reader has taken up everything the initiator sent, then the
+		// whole burst is answered with one write (flushHeld), so the
 		// reader never blocks in a write while commands queue up behind.
 		n, err := dev.Execute(ctx, &t.cmd)
 		cancel()
-		c.complete(t, n, err, !c.moreToRead())
+		c.complete(t, n, err, holdForReader)
 		return
 	case small && t.cmd.Dir == scsi.DirRead && c.window.inflight.Load() <= 1 && !c.moreToRead():
 		// Queue depth 1 and a small read: nothing else is waiting to be
@@ -387,7 +387,7 @@ func (c *conn) startTask(t *task) {
 		// would serialize a deep queue.
 		n, err := dev.Execute(ctx, &t.cmd)
 		cancel()
-		c.complete(t, n, err, true)
+		c.complete(t, n, err, writeHere)
 		return
 	}
 	c.wg.Add(1)
@@ -397,7 +397,7 @@ func (c *conn) startTask(t *task) {
 		cancel()
 		// The initiator waits for this answer: write it from here when the
 		// socket is idle rather than waking the writer goroutine.
-		c.complete(t, n, err, true)
+		c.complete(t, n, err, writeHere)
 	}()
 }
 
@@ -406,10 +406,9 @@ func (c *conn) startTask(t *task) {
 const inlineExecMax = 64 << 10
 
 // complete answers a task: Data-In with the status in the last PDU where
-// RFC 7143 11.7.3 allows it, else a SCSI Response with sense data. inline
-// says the caller may write to the socket itself (an executor goroutine;
-// never the reader, see send).
-func (c *conn) complete(t *task, n int, err error, inline bool) {
+// RFC 7143 11.7.3 allows it, else a SCSI Response with sense data. how
+// says who writes it to the socket (sendMode).
+func (c *conn) complete(t *task, n int, err error, how sendMode) {
 	c.mu.Lock()
 	if c.tasks[t.itt] == t {
 		delete(c.tasks, t.itt)
@@ -443,7 +442,7 @@ func (c *conn) complete(t *task, n int, err error, inline bool) {
 		sendLen = int(min(int64(n), int64(t.edtl)))
 	}
 	if sendLen > 0 && status == scsi.StatusGood {
-		c.sendDataIn(t, sendLen, uint8(status), under, over, uint32(residual), inline)
+		c.sendDataIn(t, sendLen, uint8(status), under, over, uint32(residual), how)
 		return
 	}
 	p := getOutPDU()
@@ -456,7 +455,7 @@ func (c *conn) complete(t *task, n int, err error, inline bool) {
 	}
 	if sendLen > 0 {
 		// Data went out in Data-In PDUs; the response counts them.
-		c.sendDataInNoStatus(t, sendLen, inline)
+		c.sendDataInNoStatus(t, sendLen)
 		resp.ExpDataSN = uint32(c.dataInPDUs(sendLen))
 	}
 	resp.Encode(&p.hdr)
@@ -472,7 +471,7 @@ func (c *conn) complete(t *task, n int, err error, inline bool) {
 	if buf != nil {
 		p.putBuf = buf
 	}
-	c.enqueue(p, inline)
+	c.enqueue(p, how)
 }
 
 func (c *conn) dataInPDUs(n int) int {
@@ -483,7 +482,7 @@ func (c *conn) dataInPDUs(n int) int {
 // sendDataIn sends n bytes of t.buf as Data-In PDUs no larger than the
 // initiator's MaxRecvDataSegmentLength, the last one carrying the status.
 // The buffer goes straight to the socket and back to the pool afterwards.
-func (c *conn) sendDataIn(t *task, n int, status uint8, under, over bool, residual uint32, inline bool) {
+func (c *conn) sendDataIn(t *task, n int, status uint8, under, over bool, residual uint32, how sendMode) {
 	seg := int(c.params.MaxXmitDataSegmentLength)
 	burst := int(c.params.MaxBurstLength)
 	buf := t.buf
@@ -517,12 +516,12 @@ func (c *conn) sendDataIn(t *task, n int, status uint8, under, over bool, residu
 		dataSN++
 		c.push(p)
 	}
-	c.flush(inline)
+	c.flush(how)
 }
 
 // sendDataInNoStatus sends Data-In for a command whose status needs a SCSI
 // Response (sense data cannot ride in a Data-In).
-func (c *conn) sendDataInNoStatus(t *task, n int, inline bool) {
+func (c *conn) sendDataInNoStatus(t *task, n int) {
 	seg := int(c.params.MaxXmitDataSegmentLength)
 	burst := int(c.params.MaxBurstLength)
 	var dataSN uint32
