@@ -204,3 +204,39 @@ func TestAIOTruncatedImage(t *testing.T) {
 		t.Fatalf("read beyond a truncated image: %v", err)
 	}
 }
+
+// TestAIOBatchRefusal: of requests submitted at the same time, one the
+// kernel refuses (a bad descriptor) gets its error and the ones around it
+// complete.
+func TestAIOBatchRefusal(t *testing.T) {
+	b := openAIOFile(t, fileModes[3], 1<<20)
+	var fd int
+	if err := b.conn.Control(func(f uintptr) { fd = int(f) }); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	var refused, completed atomic.Int32
+	for w := range 96 {
+		wg.Go(func() {
+			buf := GetBuffer(4096)
+			defer PutBuffer(buf)
+			useFD := fd
+			if w%8 == 0 {
+				useFD = -1
+			}
+			n, err := b.aio.rw(useFD, true, buf, int64(w%64)*4096, 0)
+			switch {
+			case useFD == -1 && errors.Is(err, unix.EBADF) && n == 0:
+				refused.Add(1)
+			case useFD != -1 && err == nil && n == 4096:
+				completed.Add(1)
+			default:
+				t.Errorf("request %d (fd %d): %d bytes, %v", w, useFD, n, err)
+			}
+		})
+	}
+	wg.Wait()
+	if refused.Load() != 12 || completed.Load() != 84 {
+		t.Errorf("%d refused and %d completed, want 12 and 84", refused.Load(), completed.Load())
+	}
+}
