@@ -27,6 +27,43 @@ func openAIOFile(t *testing.T, m fileMode, size int64) *fileBackstore {
 	return b
 }
 
+// queued makes b behave as with another request in flight, so that its
+// reads and writes take the AIO path (startIO) until the test ends.
+func queued(t *testing.T, b *fileBackstore) {
+	b.inflight.Add(1)
+	t.Cleanup(func() { b.inflight.Add(-1) })
+}
+
+// TestAIOOnlyWhenQueued: a request alone takes the synchronous path (fewer
+// hand-offs at queue depth 1); with others in flight it goes through AIO.
+func TestAIOOnlyWhenQueued(t *testing.T) {
+	for _, others := range []bool{false, true} {
+		t.Run(fmt.Sprintf("others in flight %v", others), func(t *testing.T) {
+			b := openAIOFile(t, fileModes[3], 1<<20)
+			var submitted atomic.Int32
+			b.aio.submitHook = func(*iocb) error { submitted.Add(1); return nil }
+			if others {
+				queued(t, b)
+			}
+			buf := pattern(4096, 3)
+			if _, err := b.WriteAt(buf, 4096, true); err != nil {
+				t.Fatal(err)
+			}
+			got := make([]byte, 4096)
+			if _, err := b.ReadAt(got, 4096); err != nil || !bytes.Equal(got, buf) {
+				t.Fatalf("read back: %v, equal %v", err, bytes.Equal(got, buf))
+			}
+			want := int32(0)
+			if others {
+				want = 2
+			}
+			if n := submitted.Load(); n != want {
+				t.Errorf("%d AIO submissions, want %d", n, want)
+			}
+		})
+	}
+}
+
 // TestAIOFlags: what each write asks of the kernel. A FUA write in
 // write-back mode carries RWF_DSYNC; write-through relies on the image's
 // O_DSYNC; reads are plain preads.
@@ -48,6 +85,7 @@ func TestAIOFlags(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			b := openAIOFile(t, tt.mode, 1<<20)
+			queued(t, b)
 			var seen []iocb
 			b.aio.submitHook = func(cb *iocb) error { seen = append(seen, *cb); return nil }
 			buf := GetBuffer(8192)
@@ -89,6 +127,7 @@ func TestAIODsyncRefused(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			b := openAIOFile(t, fileModes[3], 1<<20)
+			queued(t, b)
 			var datasyncs atomic.Int32
 			b.fdatasync = func(fd int) error { datasyncs.Add(1); return unix.Fdatasync(fd) }
 			b.aio.submitHook = func(cb *iocb) error {
@@ -194,6 +233,7 @@ func TestAIOCloseWithIOInFlight(t *testing.T) {
 // the server is an error naming the configured size, as without AIO.
 func TestAIOTruncatedImage(t *testing.T) {
 	b := openAIOFile(t, fileModes[3], 1<<20)
+	queued(t, b)
 	if err := os.Truncate(b.path, 512<<10); err != nil {
 		t.Fatal(err)
 	}

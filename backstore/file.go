@@ -64,6 +64,8 @@ type fileBackstore struct {
 	// aio submits O_DIRECT reads and writes asynchronously (aio_linux.go);
 	// nil for buffered I/O or where the kernel offers none. Set at open.
 	aio *aioContext
+	// inflight counts reads and writes under way (startIO).
+	inflight atomic.Int32
 }
 
 // setupCrypt turns on encryption when opts ask for it.
@@ -142,6 +144,16 @@ func (b *fileBackstore) startAIO() {
 		b.aio = a
 	}
 }
+
+// startIO counts a read or write in flight and says whether it goes
+// through the AIO context: when others are in flight (a deep queue), so
+// that no thread blocks per I/O. Alone (queue depth 1) the synchronous
+// call has the shorter path. endIO must follow.
+func (b *fileBackstore) startIO() (useAIO bool) {
+	return b.inflight.Add(1) > 1 && b.aio != nil
+}
+
+func (b *fileBackstore) endIO() { b.inflight.Add(-1) }
 
 // aioRW runs one read or write through the AIO context, holding the
 // descriptor open until it completes.
@@ -452,7 +464,9 @@ func (b *fileBackstore) ReadAt(p []byte, off int64) (int, error) {
 func (b *fileBackstore) readFull(p []byte, off int64) (int, error) {
 	var n int
 	var err error
-	if b.aio != nil {
+	useAIO := b.startIO()
+	defer b.endIO()
+	if useAIO {
 		n, err = b.aioRW(false, p, off, 0)
 		if err == io.ErrUnexpectedEOF {
 			err = io.EOF
@@ -576,7 +590,9 @@ func (b *fileBackstore) writeBounce(p []byte, off int64, fua bool) (int, error) 
 // makes it stable before returning. In write-through mode O_DSYNC already
 // does that for every write.
 func (b *fileBackstore) pwrite(buf []byte, off int64, fua bool) (int, error) {
-	if b.aio != nil {
+	useAIO := b.startIO()
+	defer b.endIO()
+	if useAIO {
 		// O_DSYNC of a write-through image applies to AIO writes too; a
 		// FUA write in write-back mode asks for RWF_DSYNC on its own.
 		var flags uint32
