@@ -152,12 +152,6 @@ func (a *aioContext) reap() {
 	}
 }
 
-// busy reports whether a request is in flight. With none, a synchronous
-// pread/pwrite answers sooner: the thread wakes straight from the device's
-// completion, where AIO adds the eventfd, the netpoller and a goroutine
-// hand-off (fileBackstore.useAIO).
-func (a *aioContext) busy() bool { return len(a.free) < cap(a.free) }
-
 // rw reads (write false) or writes buf at off on fd, with the kernel's
 // RWF_* flags for this one request, and waits for it. It resubmits the
 // rest of a short transfer; a transfer of zero bytes is io.ErrUnexpectedEOF

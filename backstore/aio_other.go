@@ -16,6 +16,4 @@ func (a *aioContext) rw(fd int, write bool, buf []byte, off int64, rwFlags uint3
 	return 0, errAIOClosed
 }
 
-func (a *aioContext) busy() bool { return false }
-
 func (a *aioContext) Close() {}
