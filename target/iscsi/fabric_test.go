@@ -571,3 +571,63 @@ func TestTaskManagement(t *testing.T) {
 		t.Errorf("TASK REASSIGN: %d", got)
 	}
 }
+
+// The reader runs reads and writes of a memory LU itself and holds their
+// answers until it has taken up all the initiator sent (holdForReader).
+// A burst longer than the hold bound, and a burst whose last PDU asks for
+// no answer (a NOP-Out reply), are still answered in full.
+func TestReaderAnswersBursts(t *testing.T) {
+	f := startFabric(t, Options{})
+	in := dial(t, f)
+	in.mustLogin(KeyValue{Key: "ImmediateData", Value: "Yes"})
+	in.clearUA()
+	block := bytes.Repeat([]byte{0xb7}, 512)
+	if r := in.command(write10(7, 1), 512, block, 512); r.status != 0 {
+		t.Fatalf("WRITE(10): status %#x", r.status)
+	}
+	for _, tt := range []struct {
+		name     string
+		reads    int
+		trailing bool // end the burst with a NOP-Out that needs no answer
+	}{{"longer than the hold bound", 3*holdMax + 5, false}, {"ending in a PDU with no answer", 5, true}} {
+		t.Run(tt.name, func(t *testing.T) {
+			var h BHS
+			itts := map[uint32]bool{}
+			for range tt.reads {
+				var cdb [16]byte
+				copy(cdb[:], read10(7, 1))
+				c := SCSICommand{Final: true, Read: true, Attr: TaskAttrSimple, ITT: in.itt, CmdSN: in.cmdSN,
+					ExpStatSN: in.expSN, ExpectedDataTransferLength: 512, CDB: cdb}
+				itts[in.itt] = true
+				in.itt++
+				in.cmdSN++
+				c.Encode(&h)
+				if err := in.w.WritePDU(&h, nil); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if tt.trailing {
+				// RFC 7143 11.18: ITT 0xffffffff, immediate: nothing comes back.
+				nop := NOPOut{Immediate: true, ITT: 0xffffffff, TTT: 0xffffffff, CmdSN: in.cmdSN, ExpStatSN: in.expSN}
+				nop.Encode(&h)
+				if err := in.w.WritePDU(&h, nil); err != nil {
+					t.Fatal(err)
+				}
+			}
+			in.nc.SetReadDeadline(time.Now().Add(10 * time.Second))
+			defer in.nc.SetReadDeadline(time.Time{})
+			for len(itts) > 0 {
+				pdu, err := in.r.ReadPDU()
+				if err != nil {
+					t.Fatalf("%d reads still unanswered: %v", len(itts), err)
+				}
+				d := pdu.Header.DataIn()
+				if pdu.Header.Opcode() != OpDataIn || !d.HasStatus || d.Status != 0 || !itts[d.ITT] || !bytes.Equal(pdu.Data, block) {
+					t.Fatalf("answer %v ITT %#x status %#x: not a good Data-In of an outstanding read", pdu.Header.Opcode(), d.ITT, d.Status)
+				}
+				delete(itts, d.ITT)
+				in.expSN = d.StatSN + 1
+			}
+		})
+	}
+}
