@@ -184,6 +184,13 @@ func TestReloadUnderIO(t *testing.T) {
 	}
 	qemuIOCheck(t, qemuIO, s.URL(testIQN, 1), "write -P 0x11 0 65536", "read -P 0x11 0 65536")
 
+	// [limits] apply from the next connection; the running session stays.
+	writeCfg(withLUN1 + "\n[limits]\nqueue_depth = 16\nnop_timeout = \"20s\"\n")
+	if o := MustRun(t, DefaultToolTimeout, bin, "reload", "--socket", socket); !strings.Contains(o, "[limits] changed") || strings.Contains(o, "next start") {
+		t.Errorf("reload of [limits]: %s", o)
+	}
+	qemuIOCheck(t, qemuIO, s.URL(testIQN, 1), "read -P 0x11 0 65536")
+
 	// An invalid config is refused and changes nothing.
 	writeCfg(withLUN1 + "\n  bogus_key = 1\n")
 	res := Run(t, DefaultToolTimeout, bin, "reload", "--socket", socket)
@@ -221,9 +228,9 @@ func TestReloadUnderIO(t *testing.T) {
 	if n := strings.Count(out.String(), "read 4194304/4194304 bytes"); n != 60 {
 		t.Errorf("qemu-io verified %d reads, want 60", n)
 	}
-	// The long session lasted through every reload: two qemu logins in
-	// all (it and the LUN 1 check), no reinstatement.
-	if n := strings.Count(s.Output(), "msg=login "); n < 2 || strings.Count(s.Output(), "initiator=iqn.2008-11.org.linux-kvm target="+testIQN+" session=normal") != 2 {
+	// The long session lasted through every reload: three qemu logins in
+	// all (it and the two LUN 1 checks), no reinstatement.
+	if n := strings.Count(s.Output(), "msg=login "); n < 3 || strings.Count(s.Output(), "initiator=iqn.2008-11.org.linux-kvm target="+testIQN+" session=normal") != 3 {
 		t.Errorf("qemu-io logged in %d times (want its session kept through the reloads)", n)
 	}
 }

@@ -192,6 +192,15 @@ func (s *Server) Reload(cfg *config.Config) (*ReloadReport, error) {
 		}
 		newDiscovery = &da
 	}
+	// [limits]: from the next connection on (running ones keep theirs).
+	var newLimits *iscsi.Options
+	if !reflect.DeepEqual(old.Limits, cfg.Limits) {
+		opts, err := fabricOptions(cfg)
+		if err != nil {
+			return fail(err)
+		}
+		newLimits = &opts
+	}
 	var listenAdd []net.Listener
 	var listenAddAddr []string
 	listenRemove := map[int]bool{}
@@ -248,6 +257,10 @@ func (s *Server) Reload(cfg *config.Config) (*ReloadReport, error) {
 	if newDiscovery != nil {
 		s.svc.SetDiscoveryAuth(*newDiscovery)
 		rep.Changes = append(rep.Changes, "discovery authentication changed (from the next discovery login)")
+	}
+	if newLimits != nil {
+		s.svc.SetLimits(*newLimits)
+		rep.Changes = append(rep.Changes, "[limits] changed (from the next connection; sessions up keep what they negotiated)")
 	}
 	for _, p := range plans {
 		s.applyTarget(p, ids, rep)
@@ -452,9 +465,6 @@ func restartOnly(old, cfg *config.Config) []string {
 	os.Listen, ns.Listen = nil, nil
 	if !reflect.DeepEqual(os, ns) {
 		w = append(w, "[server]: settings other than listen take effect at the next start")
-	}
-	if !reflect.DeepEqual(old.Limits, cfg.Limits) {
-		w = append(w, "[limits] take effect at the next start")
 	}
 	if !reflect.DeepEqual(old.ISNS, cfg.ISNS) {
 		w = append(w, "[isns] takes effect at the next start")

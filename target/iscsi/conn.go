@@ -22,6 +22,7 @@ import (
 // write side and batches responses into a single writev.
 type conn struct {
 	svc  *Service
+	opts *Options // the service's options when the connection began; read-only
 	nc   net.Conn
 	tpgt uint16 // the portal's tag; at login, the tag of the target's group that holds it
 	log  *slog.Logger
@@ -106,6 +107,7 @@ type queuedPDU struct {
 func newConn(svc *Service, nc net.Conn, tpgt uint16) *conn {
 	c := &conn{
 		svc:     svc,
+		opts:    svc.opts.Load(),
 		nc:      nc,
 		tpgt:    tpgt,
 		log:     svc.log.With("remote", nc.RemoteAddr().String(), "portal", nc.LocalAddr().String()),
@@ -177,7 +179,7 @@ func (c *conn) serve(ctx context.Context) {
 	c.r.SetDigests(c.params.HeaderDigest, c.params.DataDigest)
 	c.w.SetDigests(c.params.HeaderDigest, c.params.DataDigest)
 	c.r.SetMaxRecvDataSegmentLength(int(c.params.MaxRecvDataSegmentLength))
-	c.window.init(st.cmdSN, c.svc.opts.QueueDepth)
+	c.window.init(st.cmdSN, c.opts.QueueDepth)
 	c.outq.statSN = st.statSN
 	c.kick = make(chan struct{}, 1)
 	c.stopW = make(chan struct{})
@@ -542,7 +544,7 @@ func (c *conn) flushLocked() {
 		for _, x := range batch {
 			c.w.Queue(&x.hdr, x.data)
 		}
-		c.nc.SetWriteDeadline(time.Now().Add(c.svc.opts.NopTimeout))
+		c.nc.SetWriteDeadline(time.Now().Add(c.opts.NopTimeout))
 		err := c.w.Flush()
 		for i, x := range batch {
 			releaseOut(x)
@@ -625,7 +627,7 @@ func (c *conn) writeLoop(done chan<- struct{}) {
 // does not answer in time (RFC 7143 11.19: a NOP-In with a valid TTT asks
 // for a NOP-Out answer).
 func (c *conn) pingLoop() {
-	interval, timeout := c.svc.opts.NopInterval, c.svc.opts.NopTimeout
+	interval, timeout := c.opts.NopInterval, c.opts.NopTimeout
 	tick := time.NewTicker(interval / 2)
 	defer tick.Stop()
 	for {
@@ -725,7 +727,7 @@ func (c *conn) handleLogout(h *BHS) error {
 	}
 	c.goSender(func() {
 		if closing {
-			c.waitTasks(c.svc.opts.NopTimeout)
+			c.waitTasks(c.opts.NopTimeout)
 			if c.sess != nil {
 				// The I_T nexus ends before the initiator hears that it
 				// did: a reservation it held is released by the time its

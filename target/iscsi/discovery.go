@@ -118,7 +118,7 @@ func (c *conn) appendSendTargets(dst []byte, which string) []byte {
 			admitted = append(admitted, t)
 		}
 	}
-	if f := c.svc.opts.DiscoveryFilter; f != nil && c.discovery && len(admitted) > 0 {
+	if f := c.opts.DiscoveryFilter; f != nil && c.discovery && len(admitted) > 0 {
 		admitted = filterTargets(f, c.initiator, admitted)
 	}
 	for _, t := range admitted {

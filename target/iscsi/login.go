@@ -94,7 +94,7 @@ const maxLoginText = 64 * 1024
 // initiator and target names), for the log line.
 func (c *conn) login() (*loginResult, error) {
 	st := &loginState{stage: stageSecurity, seenKeys: make(map[string]bool)}
-	deadline := time.Now().Add(c.svc.opts.LoginTimeout)
+	deadline := time.Now().Add(c.opts.LoginTimeout)
 	c.nc.SetDeadline(deadline)
 	defer c.nc.SetDeadline(time.Time{})
 	for {
@@ -331,7 +331,7 @@ func (c *conn) loginKeys(st *loginState, kvs []KeyValue) ([]KeyValue, error) {
 			return nil, loginErrorf(loginClassInitiatorErr, loginDetailTooManyConnections,
 				"MaxConnections is 1")
 		}
-		st.neg = NewNegotiation(c.svc.opts.Limits, st.sessType == sessionDiscovery)
+		st.neg = NewNegotiation(c.opts.Limits, st.sessType == sessionDiscovery)
 		if st.sessType == sessionNormal {
 			// RFC 7143 13.9: the target sends its portal group tag in the
 			// first login response of a normal session.
@@ -421,7 +421,7 @@ func (c *conn) sendLoginResponse(st *loginState, req *LoginRequest, transit bool
 		ITT:           req.ITT,
 		StatSN:        st.statSN,
 		ExpCmdSN:      st.cmdSN,
-		MaxCmdSN:      st.cmdSN + c.svc.opts.QueueDepth - 1,
+		MaxCmdSN:      st.cmdSN + c.opts.QueueDepth - 1,
 	}
 	if !transit {
 		resp.NSG = 0
@@ -441,7 +441,7 @@ func (c *conn) sendLoginFailure(st *loginState, itt uint32, lerr *LoginError) {
 		ITT:          itt,
 		StatSN:       st.statSN,
 		ExpCmdSN:     st.cmdSN,
-		MaxCmdSN:     st.cmdSN + c.svc.opts.QueueDepth - 1,
+		MaxCmdSN:     st.cmdSN + c.opts.QueueDepth - 1,
 		StatusClass:  lerr.Class,
 		StatusDetail: lerr.Detail,
 	}

@@ -99,8 +99,10 @@ const (
 // Service accepts iSCSI connections and owns the sessions of one server.
 type Service struct {
 	registry Registry
-	opts     Options
-	log      *slog.Logger
+	// opts is replaced whole by SetLimits (a reload of [limits]); a
+	// connection keeps the Options it started with (conn.opts).
+	opts atomic.Pointer[Options]
+	log  *slog.Logger
 
 	mu       sync.Mutex
 	sessions map[sessionKey]*Session // guarded by mu
@@ -129,6 +131,27 @@ type sessionKey struct {
 
 // NewService makes a fabric over a registry.
 func NewService(reg Registry, opts Options) *Service {
+	opts = withDefaults(opts)
+	log := opts.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	s := &Service{
+		registry: reg,
+		log:      log,
+		sessions: make(map[sessionKey]*Session),
+		byTSIH:   make(map[uint16]*Session),
+		nextTSIH: 1,
+		conns:    make(map[*conn]struct{}),
+		guard:    newLoginGuard(),
+	}
+	s.opts.Store(&opts)
+	s.SetDiscoveryAuth(opts.DiscoveryAuth)
+	return s
+}
+
+// withDefaults fills the zero values of opts with the defaults.
+func withDefaults(opts Options) Options {
 	if opts.Limits == (TargetLimits{}) {
 		opts.Limits = DefaultTargetLimits()
 	}
@@ -153,22 +176,19 @@ func NewService(reg Registry, opts Options) *Service {
 	if opts.MaxLoginsPerSource <= 0 {
 		opts.MaxLoginsPerSource = defaultMaxLoginsPerSource
 	}
-	log := opts.Logger
-	if log == nil {
-		log = slog.Default()
-	}
-	s := &Service{
-		registry: reg,
-		opts:     opts,
-		log:      log,
-		sessions: make(map[sessionKey]*Session),
-		byTSIH:   make(map[uint16]*Session),
-		nextTSIH: 1,
-		conns:    make(map[*conn]struct{}),
-		guard:    newLoginGuard(),
-	}
-	s.SetDiscoveryAuth(opts.DiscoveryAuth)
-	return s
+	return opts
+}
+
+// SetLimits replaces the limits and timeouts of opts (a reload of
+// [limits]) from the next connection on: negotiation offers, queue depth,
+// login and NOP timeouts, and the session and connection bounds. Running
+// connections keep what they started with. The logger, the discovery
+// filter and the discovery authentication (SetDiscoveryAuth) stay.
+func (s *Service) SetLimits(opts Options) {
+	cur := s.opts.Load()
+	opts.Logger, opts.DiscoveryFilter, opts.DiscoveryAuth = cur.Logger, cur.DiscoveryFilter, cur.DiscoveryAuth
+	opts = withDefaults(opts)
+	s.opts.Store(&opts)
 }
 
 // SetDiscoveryAuth changes what discovery sessions must prove from their
@@ -187,7 +207,7 @@ func (s *Service) ServeConn(ctx context.Context, nc net.Conn, tpgt uint16) {
 func (s *Service) ServePortal(ctx context.Context, nc net.Conn, p Portal) {
 	tpgt := p.TPGT
 	src := SourceIP(nc.RemoteAddr())
-	if !s.guard.admit(src, s.opts.MaxConnections, s.opts.MaxLoginsPerSource) {
+	if o := s.opts.Load(); !s.guard.admit(src, o.MaxConnections, o.MaxLoginsPerSource) {
 		// Over a limit: close at once, before reading anything, and say
 		// so only at debug level (a flood would flood the log).
 		s.log.Debug("connection refused by a limit", "remote", nc.RemoteAddr().String())
@@ -301,7 +321,7 @@ func (s *Service) register(key sessionKey, sess *Session) (old *Session, err err
 				n++
 			}
 		}
-		if n >= s.opts.MaxSessionsPerTarget {
+		if n >= s.opts.Load().MaxSessionsPerTarget {
 			return nil, loginErrorf(loginClassTargetErr, loginDetailOutOfResources,
 				"target %s has %d sessions, the limit", key.target, n)
 		}

@@ -103,3 +103,36 @@ func TestDecodeLUN(t *testing.T) {
 		}
 	}
 }
+
+// SetLimits (a reload of [limits]) applies from the next connection: a
+// lowered session bound refuses new logins and a new queue depth shows in
+// new sessions' window, while a running session keeps what it had.
+func TestSetLimitsAppliesToNewConnections(t *testing.T) {
+	f := startFabric(t, Options{QueueDepth: 16})
+	dialLogin := func(isid byte) (*initiator, LoginResponse) {
+		in := dial(t, f)
+		in.isid[5] = isid
+		resp, _ := in.login(normalKeys("iqn.2026-11.io.blockport:limits"), nil)
+		return in, resp
+	}
+	a, resp := dialLogin(1)
+	if resp.StatusClass != 0 || resp.MaxCmdSN-resp.ExpCmdSN+1 != 16 {
+		t.Fatalf("first login: status %d/%d, window %d (want 16)", resp.StatusClass, resp.StatusDetail, resp.MaxCmdSN-resp.ExpCmdSN+1)
+	}
+	a.maxSeg = 8192
+
+	f.svc.SetLimits(Options{MaxSessionsPerTarget: 1, QueueDepth: 4})
+	if _, resp := dialLogin(2); resp.StatusClass != 3 || resp.StatusDetail != 2 {
+		t.Errorf("second session over a lowered bound: status %d/%d, want 3/2 (out of resources)", resp.StatusClass, resp.StatusDetail)
+	}
+	// The running session goes on with its window.
+	a.clearUA()
+	if r := a.command([]byte{0, 0, 0, 0, 0, 0}, 0, nil, 0); r.status != 0 {
+		t.Fatalf("TEST UNIT READY on the running session: status %#x", r.status)
+	}
+
+	f.svc.SetLimits(Options{QueueDepth: 4})
+	if _, resp := dialLogin(3); resp.StatusClass != 0 || resp.MaxCmdSN-resp.ExpCmdSN+1 != 4 {
+		t.Errorf("login after raising the bound: status %d/%d, window %d (want 4)", resp.StatusClass, resp.StatusDetail, resp.MaxCmdSN-resp.ExpCmdSN+1)
+	}
+}
