@@ -207,14 +207,16 @@ func (s *stuckStore) WriteAt(p []byte, off int64, fua bool) (int, error) {
 	return s.Backstore.WriteAt(p, off, fua)
 }
 
-// A TMF whose tasks do not stop in time is not reported as done: the
-// write could still land after the initiator was told it was aborted.
-func TestTaskManagementRejectsWhileTaskStuck(t *testing.T) {
+// startStuckFabric serves a fabric whose LUN 1 is a stuckStore, with
+// tmfWait shortened to 200 ms. release lets the stuck writes go on; it
+// also runs at cleanup.
+func startStuckFabric(t *testing.T) (f *fabric, stuck *stuckStore, release func()) {
+	t.Helper()
 	old := tmfWait
 	tmfWait = 200 * time.Millisecond
 	t.Cleanup(func() { tmfWait = old }) // runs after the fabric has stopped
-	stuck := &stuckStore{entered: make(chan struct{}, 4), release: make(chan struct{})}
-	f := startFabricWith(t, Options{}, func(tg *Target) {
+	stuck = &stuckStore{entered: make(chan struct{}, 4), release: make(chan struct{})}
+	f = startFabricWith(t, Options{}, func(tg *Target) {
 		mem, err := backstore.Open(backstore.Options{Kind: "memory", Size: 1 << 20, BlockSize: 512})
 		if err != nil {
 			t.Fatal(err)
@@ -229,8 +231,40 @@ func TestTaskManagementRejectsWhileTaskStuck(t *testing.T) {
 		}
 	})
 	var once sync.Once
-	releaseAll := func() { once.Do(func() { close(stuck.release) }) }
-	t.Cleanup(releaseAll)
+	release = func() { once.Do(func() { close(stuck.release) }) }
+	t.Cleanup(release)
+	return f, stuck, release
+}
+
+// sendStuckWrite sends a one-block WRITE(10) at lba with its data as
+// immediate data, so that it executes at once, and returns its ITT once
+// it sits in the stuck backstore.
+func (in *initiator) sendStuckWrite(stuck *stuckStore, lba uint32) uint32 {
+	in.t.Helper()
+	itt := in.itt
+	in.itt++
+	var cdb [16]byte
+	copy(cdb[:], write10(lba, 1))
+	req := SCSICommand{Final: true, Write: true, Attr: TaskAttrSimple, LUN: in.lun, ITT: itt,
+		ExpectedDataTransferLength: 512, CmdSN: in.cmdSN, ExpStatSN: in.expSN, CDB: cdb}
+	in.cmdSN++
+	var h BHS
+	req.Encode(&h)
+	if err := in.w.WritePDU(&h, make([]byte, 512)); err != nil {
+		in.t.Fatal(err)
+	}
+	select {
+	case <-stuck.entered:
+	case <-time.After(5 * time.Second):
+		in.t.Fatal("the write never reached the backstore")
+	}
+	return itt
+}
+
+// A TMF whose tasks do not stop in time is not reported as done: the
+// write could still land after the initiator was told it was aborted.
+func TestTaskManagementRejectsWhileTaskStuck(t *testing.T) {
+	f, stuck, releaseAll := startStuckFabric(t)
 	in := dial(t, f)
 	in.mustLogin(KeyValue{Key: "ImmediateData", Value: "Yes"})
 	in.lun = rawLUN(1)
@@ -240,25 +274,7 @@ func TestTaskManagementRejectsWhileTaskStuck(t *testing.T) {
 		name string
 		fn   uint8
 	}{{"ABORT TASK", TMFAbortTask}, {"LOGICAL UNIT RESET", TMFLogicalUnitReset}} {
-		// A write with its data as immediate data: it executes at once and
-		// sticks in the backstore.
-		itt := in.itt
-		in.itt++
-		var cdb [16]byte
-		copy(cdb[:], write10(uint32(8*i), 1))
-		req := SCSICommand{Final: true, Write: true, Attr: TaskAttrSimple, LUN: in.lun, ITT: itt,
-			ExpectedDataTransferLength: 512, CmdSN: in.cmdSN, ExpStatSN: in.expSN, CDB: cdb}
-		in.cmdSN++
-		var h BHS
-		req.Encode(&h)
-		if err := in.w.WritePDU(&h, make([]byte, 512)); err != nil {
-			t.Fatal(err)
-		}
-		select {
-		case <-stuck.entered:
-		case <-time.After(5 * time.Second):
-			t.Fatal("the write never reached the backstore")
-		}
+		itt := in.sendStuckWrite(stuck, uint32(8*i))
 		start := time.Now()
 		if got := in.tmf(tt.fn, in.lun, itt); got != TMFRespFunctionRejected {
 			t.Errorf("%s of a task stuck in its backstore: response %d, want FUNCTION REJECTED", tt.name, got)
@@ -432,27 +448,7 @@ func TestLoginTimeoutClosesStalledLogins(t *testing.T) {
 // not complete until that write has stopped: its GOOD tells a cluster the
 // other node is fenced (SPC-5 5.14.12.5). Once the write ends, it does.
 func TestPreemptAndAbortWaitsForStuckWrite(t *testing.T) {
-	old := tmfWait
-	tmfWait = 200 * time.Millisecond
-	t.Cleanup(func() { tmfWait = old })
-	stuck := &stuckStore{entered: make(chan struct{}, 4), release: make(chan struct{})}
-	f := startFabricWith(t, Options{}, func(tg *Target) {
-		mem, err := backstore.Open(backstore.Options{Kind: "memory", Size: 1 << 20, BlockSize: 512})
-		if err != nil {
-			t.Fatal(err)
-		}
-		stuck.Backstore = mem
-		lu, err := scsi.NewLU(scsi.LUConfig{Backstore: stuck, BlockSize: 512, Serial: "stuck-pr", NAA: scsi.NewNAA([]byte("stuck-pr"))})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := tg.Device.AddLU(1, lu); err != nil {
-			t.Fatal(err)
-		}
-	})
-	var once sync.Once
-	releaseAll := func() { once.Do(func() { close(stuck.release) }) }
-	t.Cleanup(releaseAll)
+	f, stuck, releaseAll := startStuckFabric(t)
 	a := loginAs(t, f, "iqn.2026-11.io.blockport:survivor", 1)
 	b := loginAs(t, f, "iqn.2026-11.io.blockport:fenced", 2)
 	for _, in := range []*initiator{a, b} {
@@ -478,22 +474,7 @@ func TestPreemptAndAbortWaitsForStuckWrite(t *testing.T) {
 	}
 
 	// The holder's write sticks in the backstore.
-	var cdb [16]byte
-	copy(cdb[:], write10(0, 1))
-	req := SCSICommand{Final: true, Write: true, Attr: TaskAttrSimple, LUN: b.lun, ITT: b.itt,
-		ExpectedDataTransferLength: 512, CmdSN: b.cmdSN, ExpStatSN: b.expSN, CDB: cdb}
-	b.itt++
-	b.cmdSN++
-	var h BHS
-	req.Encode(&h)
-	if err := b.w.WritePDU(&h, make([]byte, 512)); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-stuck.entered:
-	case <-time.After(5 * time.Second):
-		t.Fatal("the write never reached the backstore")
-	}
+	b.sendStuckWrite(stuck, 0)
 
 	done := make(chan result, 1)
 	go func() { done <- prOut(a, preemptAndAbort, writeExclusive, 0xa, 0xb) }()
