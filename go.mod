@@ -10,6 +10,8 @@ require (
 
 require golang.org/x/crypto v0.59.0
 
+require github.com/ceph/go-ceph v0.30.0 // indirect
+
 require (
 	github.com/beorn7/perks v1.0.1 // indirect
 	github.com/cespare/xxhash/v2 v2.3.0 // indirect

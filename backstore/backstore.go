@@ -36,8 +36,8 @@ type Backstore interface {
 // Options describe a backstore to open. They come from the config package
 // already validated for syntax; Open checks what only it can check.
 type Options struct {
-	Kind      string // "file" | "sparse" | "block" | "memory"
-	Path      string // image or device path, for the kinds other than "memory"
+	Kind      string // "file" | "sparse" | "block" | "memory" | KindRBD (built with -tags ceph)
+	Path      string // image or device path, for "file", "sparse" and "block"
 	Size      int64  // bytes; 0 with an existing file = use the file size; a block device gives its own
 	BlockSize uint32 // 512 or 4096; 0 means 512
 	// DirectIO opens the image with O_DIRECT so the host page cache holds
@@ -55,7 +55,16 @@ type Options struct {
 	// that file, created when missing (crypt.go); file, sparse and block
 	// backstores only. It makes CRYPTOGRAPHIC ERASE possible.
 	KeyFile string
+
+	// Ceph RBD (Kind KindRBD): the image Pool/Image of the cluster that
+	// CephConf describes, reached as client.ClientID with the secret in
+	// Keyring (empty: the one ceph.conf names).
+	Pool, Image, CephConf, ClientID, Keyring string
 }
+
+// KindRBD is the Ceph RBD backstore's kind. Package backstore/rbd
+// registers it when the binary is built with the ceph build tag.
+const KindRBD = "rbd"
 
 // DefaultBlockSize is used when Options.BlockSize is 0.
 const DefaultBlockSize = 512
@@ -114,10 +123,16 @@ func Open(opts Options) (Backstore, error) {
 	registry.RLock()
 	open, ok := registry.kinds[opts.Kind]
 	registry.RUnlock()
+	if !ok && opts.Kind == KindRBD {
+		return nil, fmt.Errorf("open rbd backstore %s/%s: this binary has no RBD support; build it with `make build CEPH=1` (go build -tags ceph,pacific), which needs librbd-dev and librados-dev", opts.Pool, opts.Image)
+	}
 	if !ok {
 		return nil, fmt.Errorf("open backstore %q: unknown kind %q (known: %v)", opts.Path, opts.Kind, Kinds())
 	}
 	wrap := func(err error) error {
+		if opts.Kind == KindRBD {
+			return fmt.Errorf("open rbd backstore %s/%s: %w", opts.Pool, opts.Image, err)
+		}
 		if opts.Path == "" {
 			return fmt.Errorf("open %s backstore: %w", opts.Kind, err)
 		}

@@ -82,3 +82,69 @@ type Resizer interface {
 	// never shrinks: a smaller size is an error and changes nothing.
 	Resize(size int64) (int64, error)
 }
+
+// SameWriter writes one pattern repeatedly over a range without the caller
+// expanding it (SBC-4 WRITE SAME of a non-zero block): a network backstore
+// sends the pattern once instead of once per block.
+type SameWriter interface {
+	// WriteSame writes pattern over [off, off+length); length is a
+	// multiple of len(pattern) and the range lies below Size.
+	WriteSame(pattern []byte, off, length int64, fua bool) error
+}
+
+// AtomicComparer compares and writes a range in one step of the medium
+// itself (SBC-4 COMPARE AND WRITE), atomic also against other servers that
+// write the same medium (two gateways in front of one RBD image), which a
+// lock inside one server cannot be.
+type AtomicComparer interface {
+	// CompareAndWrite writes write at off if the medium holds compare
+	// there (both of one length). On a mismatch nothing is written and
+	// mismatch is the offset of the first differing byte from off; it is
+	// -1 when the write was done. errors.ErrUnsupported means this range
+	// cannot be done atomically by the medium: the caller compares and
+	// writes itself.
+	CompareAndWrite(compare, write []byte, off int64, fua bool) (mismatch int64, err error)
+}
+
+// ResizeNotifier is a backstore whose size can change from outside the
+// server (an RBD image grown with `rbd resize` or by another gateway). It
+// calls the function it was given from its own goroutine when it sees the
+// medium's size change; the SCSI layer then measures it (Resizer) and
+// raises CAPACITY DATA HAS CHANGED.
+type ResizeNotifier interface {
+	OnResize(fn func())
+}
+
+// Identified is a backstore whose medium has an identity of its own that
+// every server opening it sees alike (an RBD image's cluster, pool and
+// image id). The LU's serial number and NAA designator derive from it, so
+// two gateways exporting the medium present the same SCSI device to
+// multipath and cluster software.
+type Identified interface {
+	Identity() string
+}
+
+// Shared is a backstore that several servers serve at once (one RBD image
+// behind two gateways). It keeps small records beside the data that every
+// one of them sees, for state that must follow the medium rather than the
+// server: persistent reservations.
+type Shared interface {
+	// Record opens the record name, creating it empty when missing.
+	Record(name string) (Record, error)
+}
+
+// Record is a small value shared by every server of a Shared backstore.
+type Record interface {
+	// Load returns the value and its version (empty before the first Store).
+	Load() (value []byte, version uint64, err error)
+	// Store replaces the value if the record is still at version. When
+	// another server stored first, ok is false and nothing changed. After
+	// a successful Store, the other servers watching the record have been
+	// given note (their Watch functions returned), or did not answer in
+	// time and have lost their watch.
+	Store(value []byte, version uint64, note []byte) (newVersion uint64, ok bool, err error)
+	// Watch calls changed, from a goroutine of its own, with the note of
+	// every change another server stores; with nil when the watch was lost
+	// and changes may have been missed: reload before trusting a copy.
+	Watch(changed func(note []byte)) error
+}

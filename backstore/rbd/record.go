@@ -1,0 +1,226 @@
+//go:build ceph && linux
+
+package rbd
+
+import (
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/ceph/go-ceph/rados"
+
+	"github.com/blockport/blockport/backstore"
+)
+
+// Shared records (backstore.Shared) are RADOS objects in the image's pool,
+// named "blockport.<image id>.<record>", so they follow the image and not
+// the gateway. Updates are compare-and-swap on the object version
+// (assert_version, or an exclusive create for the first one), so two
+// gateways can never both succeed with conflicting updates. Every gateway
+// that serves the image watches the object; a gateway that stored a change
+// notifies the others and waits until each has taken it in (its watch
+// function returned and it acknowledged) or notifyTimeout passed.
+
+// Timeouts of the record watches.
+const (
+	// notifyTimeout bounds how long a store waits for the other
+	// gateways to acknowledge; one that does not answer is presumed gone.
+	notifyTimeout = 5 * time.Second
+	// watchTimeout is after how long without contact RADOS drops a
+	// gateway's watch, and the gateway learns that its watch is lost.
+	watchTimeout = 10 * time.Second
+	// maxRecord bounds a record's value.
+	maxRecord = 4 << 20
+	// nonceLen prefixes each notification with its sender's record nonce,
+	// so a gateway does not act on its own notifications.
+	nonceLen = 8
+)
+
+type recordSet struct {
+	ioctx   *rados.IOContext
+	imageID string
+
+	mu      sync.Mutex // serializes operations: GetLastVersion is per ioctx
+	records []*record  // guarded by mu
+}
+
+// Record implements backstore.Shared.
+func (img *Image) Record(name string) (backstore.Record, error) {
+	rs := &img.records
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	r := &record{set: rs, oid: "blockport." + rs.imageID + "." + name, name: img.name + " record " + name, stop: make(chan struct{})}
+	if _, err := rand.Read(r.nonce[:]); err != nil {
+		return nil, err
+	}
+	// The object exists before anyone watches it (a watch of a missing
+	// object fails); an idempotent create leaves an existing one alone.
+	if err := rs.ioctx.Create(r.oid, rados.CreateIdempotent); err != nil {
+		return nil, fmt.Errorf("rbd: create %s: %w", r.oid, err)
+	}
+	rs.records = append(rs.records, r)
+	return r, nil
+}
+
+func (rs *recordSet) close() {
+	rs.mu.Lock()
+	records := rs.records
+	rs.records = nil
+	rs.mu.Unlock()
+	for _, r := range records {
+		r.close()
+	}
+}
+
+type record struct {
+	set   *recordSet
+	oid   string
+	name  string // for logs
+	nonce [nonceLen]byte
+
+	watchOnce sync.Once
+	stop      chan struct{}
+	stopped   chan struct{}
+}
+
+// Load implements backstore.Record. A record never stored reads as an
+// empty value.
+func (r *record) Load() ([]byte, uint64, error) {
+	rs := r.set
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	buf := make([]byte, maxRecord)
+	op := rados.CreateReadOp()
+	defer op.Release()
+	step := op.Read(0, buf)
+	if err := op.Operate(rs.ioctx, r.oid, rados.OperationNoFlag); err != nil {
+		return nil, 0, fmt.Errorf("rbd: read %s: %w", r.oid, err)
+	}
+	version, err := rs.ioctx.GetLastVersion()
+	if err != nil {
+		return nil, 0, err
+	}
+	if step.BytesRead >= maxRecord {
+		return nil, 0, fmt.Errorf("rbd: %s is larger than %d bytes", r.oid, maxRecord)
+	}
+	return buf[:step.BytesRead:step.BytesRead], version, nil
+}
+
+// Store implements backstore.Record.
+func (r *record) Store(value []byte, version uint64, note []byte) (uint64, bool, error) {
+	if len(value) >= maxRecord {
+		return 0, false, fmt.Errorf("rbd: a %d-byte record is over the %d-byte limit", len(value), maxRecord)
+	}
+	rs := r.set
+	rs.mu.Lock()
+	op := rados.CreateWriteOp()
+	op.AssertVersion(version)
+	op.WriteFull(value)
+	err := op.Operate(rs.ioctx, r.oid, rados.OperationNoFlag)
+	op.Release()
+	var newVersion uint64
+	if err == nil {
+		newVersion, err = rs.ioctx.GetLastVersion()
+	}
+	rs.mu.Unlock()
+	switch errorCode(err) {
+	case -int(syscall.ERANGE), -int(syscall.EOVERFLOW):
+		// RADOS: the object's version is not the asserted one.
+		return 0, false, nil
+	}
+	if err != nil {
+		return 0, false, fmt.Errorf("rbd: write %s: %w", r.oid, err)
+	}
+	msg := append(r.nonce[:len(r.nonce):len(r.nonce)], note...)
+	_, timeouts, err := rs.ioctx.NotifyWithTimeout(r.oid, msg, notifyTimeout)
+	if err != nil || len(timeouts) > 0 {
+		// Stored all the same: a gateway that does not answer has lost
+		// its watch by watchTimeout and reloads before trusting its copy.
+		slog.Warn("rbd: a gateway did not acknowledge a shared state change in time", "record", r.name,
+			"unanswered", len(timeouts), "error", err)
+	}
+	return newVersion, true, nil
+}
+
+// Watch implements backstore.Record.
+func (r *record) Watch(changed func(note []byte)) error {
+	w, err := r.set.ioctx.WatchWithTimeout(r.oid, watchTimeout)
+	if err != nil {
+		return fmt.Errorf("rbd: watch %s: %w", r.oid, err)
+	}
+	started := false
+	r.watchOnce.Do(func() {
+		started = true
+		r.stopped = make(chan struct{})
+		go r.watch(w, changed)
+	})
+	if !started {
+		w.Delete()
+		return errors.New("rbd: record already watched")
+	}
+	return nil
+}
+
+// watch serves one record's notifications until close, and watches again
+// after a lost watch.
+func (r *record) watch(w *rados.Watcher, changed func(note []byte)) {
+	defer close(r.stopped)
+	for {
+		select {
+		case <-r.stop:
+			w.Delete()
+			return
+		case ev := <-w.Events():
+			own := len(ev.Data) >= nonceLen && string(ev.Data[:nonceLen]) == string(r.nonce[:])
+			if !own {
+				note := []byte{}
+				if len(ev.Data) > nonceLen {
+					note = ev.Data[nonceLen:]
+				}
+				changed(note)
+			}
+			ev.Ack(nil)
+		case err := <-w.Errors():
+			// Changes may have been missed while the watch was down.
+			slog.Warn("rbd: shared state watch lost; watching again", "record", r.name, "error", err)
+			changed(nil)
+			w.Delete()
+			for {
+				var err error
+				if w, err = r.set.ioctx.WatchWithTimeout(r.oid, watchTimeout); err == nil {
+					break
+				}
+				select {
+				case <-r.stop:
+					return
+				case <-time.After(time.Second):
+				}
+			}
+			changed(nil) // reload what changed between the two watches
+		}
+	}
+}
+
+// errorCode is the negative errno of a go-ceph error, 0 for others.
+func errorCode(err error) int {
+	var opErr rados.OperationError
+	if errors.As(err, &opErr) {
+		err = opErr.OpError
+	}
+	var coded interface{ ErrorCode() int }
+	if errors.As(err, &coded) {
+		return coded.ErrorCode()
+	}
+	return 0
+}
+
+func (r *record) close() {
+	close(r.stop)
+	if r.stopped != nil {
+		<-r.stopped
+	}
+}
