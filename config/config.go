@@ -95,8 +95,13 @@ type LUN struct {
 	// with a per-LU key in state_dir/keys, so that SANITIZE CRYPTOGRAPHIC
 	// ERASE can erase the whole LU at once. File, sparse and block only.
 	Encrypt bool
-	Vendor  string // INQUIRY VENDOR IDENTIFICATION, up to 8 printable ASCII bytes; empty means "BLOCKPRT"
-	Product string // INQUIRY PRODUCT IDENTIFICATION, up to 16 printable ASCII bytes; empty means "Blockport Disk"
+	// Ceph RBD (backstore = "rbd", in binaries built with -tags ceph):
+	// the image Image of pool Pool in the cluster CephConf describes
+	// (default /etc/ceph/ceph.conf), as client.ClientID (default admin)
+	// with the key in Keyring (default: the one ceph.conf names).
+	Pool, Image, CephConf, ClientID, Keyring string
+	Vendor                                   string // INQUIRY VENDOR IDENTIFICATION, up to 8 printable ASCII bytes; empty means "BLOCKPRT"
+	Product                                  string // INQUIRY PRODUCT IDENTIFICATION, up to 16 printable ASCII bytes; empty means "Blockport Disk"
 }
 
 // Backstore kinds.
@@ -105,6 +110,7 @@ const (
 	BackstoreSparse = "sparse" // thin image: allocates on write, UNMAP punches holes
 	BackstoreBlock  = "block"  // block device; size and block sizes come from the device
 	BackstoreMemory = "memory" // volatile: the data is lost when the server stops
+	BackstoreRBD    = "rbd"    // Ceph RBD image; several gateways may serve one (built with -tags ceph)
 )
 
 // Limits and defaults.

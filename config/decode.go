@@ -17,7 +17,7 @@ var (
 	rootKeys   = []string{"server", "discovery", "limits", "target", "isns"}
 	serverKeys = []string{"listen", "state_dir", "log_level", "log_format", "metrics_listen", "admin_socket"}
 	targetKeys = []string{"name", "alias", "allow_any_initiator", "lun", "acl", "chap", "mutual_chap", "chap_algorithms", "portal_group"}
-	lunKeys    = []string{"lun", "backstore", "path", "size", "block_size", "direct_io", "write_cache", "read_only", "serial", "removable", "vendor", "product", "thin_threshold_percent", "physical_block_size", "encrypt"}
+	lunKeys    = []string{"lun", "backstore", "path", "size", "block_size", "direct_io", "write_cache", "read_only", "serial", "removable", "vendor", "product", "thin_threshold_percent", "physical_block_size", "encrypt", "pool", "image", "ceph_conf", "client_id", "keyring"}
 )
 
 // decodeTOML parses the text into generic maps. Decoding into maps cannot
@@ -332,6 +332,15 @@ func decodeLUN(t table, baseDir string) LUN {
 	t.boolean("encrypt", &lun.Encrypt)
 	t.str("vendor", &lun.Vendor)
 	t.str("product", &lun.Product)
+	t.str("pool", &lun.Pool)
+	t.str("image", &lun.Image)
+	if t.str("ceph_conf", &lun.CephConf) {
+		lun.CephConf = resolvePath(baseDir, lun.CephConf)
+	}
+	t.str("client_id", &lun.ClientID)
+	if t.str("keyring", &lun.Keyring) {
+		lun.Keyring = resolvePath(baseDir, lun.Keyring)
+	}
 	return lun
 }
 

@@ -14,7 +14,7 @@ import (
 )
 
 var (
-	backstoreKinds = []string{BackstoreFile, BackstoreSparse, BackstoreBlock, BackstoreMemory}
+	backstoreKinds = []string{BackstoreFile, BackstoreSparse, BackstoreBlock, BackstoreMemory, BackstoreRBD}
 	logLevels      = []string{"debug", "info", "warn", "error"}
 	logFormats     = []string{"text", "json"}
 )
@@ -244,8 +244,47 @@ func validateLUN(lun *LUN, key string, r *reporter, checkFiles bool) {
 		if lun.DirectIO {
 			r.add(key+".direct_io", "not supported by a memory backstore")
 		}
+	case BackstoreRBD:
+		validateRBD(lun, key, r, checkFiles)
 	default:
 		r.add(key+".backstore", "unknown kind %q; valid kinds: %s", lun.Backstore, strings.Join(backstoreKinds, ", "))
+	}
+	if lun.Backstore != BackstoreRBD {
+		for _, k := range []struct{ name, value string }{{"pool", lun.Pool}, {"image", lun.Image}, {"ceph_conf", lun.CephConf}, {"client_id", lun.ClientID}, {"keyring", lun.Keyring}} {
+			if k.value != "" {
+				r.add(key+"."+k.name, "only for an rbd backstore")
+			}
+		}
+	}
+}
+
+// validateRBD checks the keys of a Ceph RBD LUN.
+func validateRBD(lun *LUN, key string, r *reporter, checkFiles bool) {
+	if lun.Path != "" {
+		r.add(key+".path", "not allowed for an rbd backstore; name the image with pool and image")
+	}
+	if lun.Pool == "" {
+		r.add(key+".pool", "missing: an rbd backstore needs the pool of its image")
+	}
+	if lun.Image == "" {
+		r.add(key+".image", "missing: an rbd backstore needs the name of its image (created when missing and size is set)")
+	}
+	if lun.DirectIO {
+		r.add(key+".direct_io", "not supported by an rbd backstore: librbd has no page cache to bypass (write_cache sets its own cache)")
+	}
+	if lun.Encrypt {
+		r.add(key+".encrypt", "not supported by an rbd backstore; use Ceph's own image encryption")
+	}
+	if !checkFiles {
+		return
+	}
+	for _, f := range []struct{ name, path string }{{"ceph_conf", lun.CephConf}, {"keyring", lun.Keyring}} {
+		if f.path == "" {
+			continue
+		}
+		if _, err := os.Stat(f.path); err != nil {
+			r.add(key+"."+f.name, "%v", err)
+		}
 	}
 }
 

@@ -21,6 +21,8 @@ type LUN struct {
 	Encrypt           bool // data enciphered at rest (CRYPTOGRAPHIC ERASE)
 	// ThinThresholdPercent sets thin_threshold_percent (sparse only); 0 omits it.
 	ThinThresholdPercent int
+	// Pool, Image and CephConf name an rbd backstore's image.
+	Pool, Image, CephConf string
 }
 
 // Config renders a one-target config that lets any initiator in, with the
@@ -40,7 +42,9 @@ func Config(iqn string, luns ...LUN) string {
 		if l.BlockSize != 0 {
 			fmt.Fprintf(&b, "  block_size = %d\n", l.BlockSize)
 		}
-		if l.Backstore != "memory" { // file, sparse, block
+		if l.Backstore == "rbd" {
+			fmt.Fprintf(&b, "  pool = %q\n  image = %q\n  ceph_conf = %q\n  write_cache = %t\n", l.Pool, l.Image, l.CephConf, l.WriteCache)
+		} else if l.Backstore != "memory" { // file, sparse, block
 			fmt.Fprintf(&b, "  direct_io = %t\n  write_cache = %t\n", l.DirectIO, l.WriteCache)
 		}
 		if l.PhysicalBlockSize != 0 {

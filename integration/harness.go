@@ -85,8 +85,23 @@ func Main(m *testing.M) int {
 		return 1
 	}
 	defer os.RemoveAll(buildDir)
-	return m.Run()
+	code := m.Run()
+	for i := len(atExit) - 1; i >= 0; i-- {
+		if err := atExit[i](); err != nil {
+			fmt.Fprintln(os.Stderr, "integration:", err)
+			code = 1
+		}
+	}
+	return code
 }
+
+// atExit holds what Main undoes once every test has run (a shared Ceph
+// cluster), last registered first. Only tests append to it, and tests of a
+// package that share something set it up under a sync.Once.
+var atExit []func() error
+
+// serverBuildTags are the build tags of the server under test.
+var serverBuildTags string
 
 // Binary returns the blockport binary under test: BLOCKPORT_BIN if set,
 // else `go build ./cmd/blockport` (with -race when BLOCKPORT_RACE=1), built
@@ -125,6 +140,10 @@ func build(root, out string, race bool) error {
 	args := []string{"build", "-o", out}
 	if race {
 		args = append(args, "-race")
+	}
+	if serverBuildTags != "" {
+		// Tests built with -tags ceph test a server with RBD (tags_ceph.go).
+		args = append(args, "-tags", serverBuildTags)
 	}
 	args = append(args, "./cmd/blockport")
 	cmd := exec.CommandContext(ctx, goTool(), args...)
@@ -250,7 +269,8 @@ const ReadyLine = "blockport: serving "
 
 // StartServer writes cfgText to blockport.toml in a fresh directory and runs
 // `blockport serve --config FILE --listen 127.0.0.1:PORT` there. The text may
-// use {{DIR}} for that directory (e.g. state_dir = "{{DIR}}/state"). It
+// use {{DIR}} for that directory (e.g. state_dir = "{{DIR}}/state") and
+// {{ADDR}} for the listen address (a portal group's addresses). It
 // returns once the port accepts connections and the server has printed its
 // ReadyLine; a server that exits or is not ready within StartTimeout fails the
 // test. Cleanup stops the server
@@ -266,16 +286,17 @@ func StartServerPortals(t testing.TB, cfgText string, n int) *Server {
 	t.Helper()
 	dir := TempDir(t)
 	cfgPath := filepath.Join(dir, "blockport.toml")
-	cfgText = strings.ReplaceAll(cfgText, "{{DIR}}", dir)
-	if err := os.WriteFile(cfgPath, []byte(cfgText), 0o644); err != nil {
-		t.Fatal(err)
-	}
 	s := &Server{
 		t:          t,
 		Dir:        dir,
 		ConfigPath: cfgPath,
 		Addr:       net.JoinHostPort("127.0.0.1", strconv.Itoa(FreePort(t))),
 		output:     &logBuffer{},
+	}
+	cfgText = strings.ReplaceAll(cfgText, "{{DIR}}", dir)
+	cfgText = strings.ReplaceAll(cfgText, "{{ADDR}}", s.Addr)
+	if err := os.WriteFile(cfgPath, []byte(cfgText), 0o644); err != nil {
+		t.Fatal(err)
 	}
 	for range n - 1 {
 		s.MoreAddrs = append(s.MoreAddrs, net.JoinHostPort("127.0.0.1", strconv.Itoa(FreePort(t))))

@@ -5,6 +5,8 @@ package target
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -18,6 +20,7 @@ import (
 	"github.com/blockport/blockport/config"
 	"github.com/blockport/blockport/target/iscsi"
 	"github.com/blockport/blockport/target/scsi"
+	"github.com/blockport/blockport/target/scsi/pr"
 )
 
 // Server is a running Blockport: targets, their LUNs, the portals and the
@@ -123,17 +126,46 @@ func (s *Server) openLU(target string, lc config.LUN, ids *identity) (*scsi.LU, 
 		WriteCache: lc.WriteCache,
 		ReadOnly:   lc.ReadOnly,
 		KeyFile:    keyFile,
+		Pool:       lc.Pool,
+		Image:      lc.Image,
+		CephConf:   lc.CephConf,
+		ClientID:   lc.ClientID,
+		Keyring:    lc.Keyring,
 	})
 	if err != nil {
 		return nil, nil, fmt.Errorf("target %s lun %d: %w", target, lc.ID, err)
 	}
+	serial := lc.Serial
+	if medium, ok := store.(backstore.Identified); ok {
+		// A medium with an identity of its own (an RBD image) gives the
+		// LU its NAA and serial, the same on every gateway that exports
+		// it: multipath and cluster validation see one device.
+		digest := sha256.Sum256([]byte("blockport medium " + medium.Identity()))
+		seed = digest[:]
+		if serial == "" {
+			serial = hex.EncodeToString(digest[:12])
+		}
+	} else if serial == "" {
+		serial = ids.serial(target, lc.ID)
+	}
+	return s.newLU(target, lc, store, seed, serial)
+}
+
+// newLU builds the LU of an open backstore; on failure it closes the store.
+func (s *Server) newLU(target string, lc config.LUN, store backstore.Backstore, seed []byte, serial string) (*scsi.LU, backstore.Backstore, error) {
+	var prShared pr.Shared
+	if sh, ok := store.(backstore.Shared); ok {
+		// Reservations live beside the medium, for every gateway.
+		rec, err := sh.Record("pr")
+		if err != nil {
+			store.Close()
+			return nil, nil, fmt.Errorf("target %s lun %d: shared reservation state: %w", target, lc.ID, err)
+		}
+		prShared = rec
+	}
 	blockSize := lc.BlockSize
 	if bs, ok := store.(backstore.BlockSizer); ok && blockSize == 0 {
 		blockSize = bs.LUNBlockSize()
-	}
-	serial := lc.Serial
-	if serial == "" {
-		serial = ids.serial(target, lc.ID)
 	}
 	lu, err := scsi.NewLU(scsi.LUConfig{
 		Backstore:  store,
@@ -146,6 +178,7 @@ func (s *Server) openLU(target string, lc config.LUN, ids *identity) (*scsi.LU, 
 		Serial:     serial,
 		NAA:        scsi.NewNAA(seed),
 		PRFile:     prFile(s.stateDir, scsi.NewNAA(seed)),
+		PRShared:   prShared,
 		// thin_threshold_percent and physical_block_size (provisioning.go)
 		ThinThresholdPercent: lc.ThinThresholdPercent,
 		PhysicalBlockSize:    lc.PhysicalBlockSize,
@@ -153,6 +186,20 @@ func (s *Server) openLU(target string, lc config.LUN, ids *identity) (*scsi.LU, 
 	if err != nil {
 		store.Close()
 		return nil, nil, fmt.Errorf("target %s lun %d: %w", target, lc.ID, err)
+	}
+	if rn, ok := store.(backstore.ResizeNotifier); ok {
+		// The medium grew from outside (rbd resize, another gateway):
+		// initiators get CAPACITY DATA HAS CHANGED.
+		log := s.log.With("target", target, "lun", lc.ID)
+		rn.OnResize(func() {
+			changed, err := lu.Resize(0)
+			switch {
+			case err != nil:
+				log.Warn("backstore size changed but the LU cannot follow", "error", err)
+			case changed:
+				log.Info("LUN grew", "blocks", lu.Blocks())
+			}
+		})
 	}
 	return lu, store, nil
 }

@@ -3,6 +3,7 @@ package scsi
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 
 	"github.com/blockport/blockport/backstore"
 	"github.com/blockport/blockport/target/scsi/sense"
@@ -85,6 +86,20 @@ func execCompareAndWrite(ctx context.Context, d *Device, cmd *Command) (int, err
 		return 0, sense.InvalidFieldInIU()
 	}
 	defer lu.lockBlocks(a.lba, a.blocks, true)()
+	fua := a.fua || lu.writeThrough()
+	if ac, ok := lu.store.(backstore.AtomicComparer); ok {
+		// The medium compares and writes in one step: atomic also
+		// against other gateways writing it (an RBD image).
+		mismatch, err := ac.CompareAndWrite(cmd.Data[:n], cmd.Data[n:2*n], int64(a.lba<<lu.blockShift), fua)
+		switch {
+		case err == nil && mismatch >= 0:
+			return 0, sense.Miscompare(uint64(mismatch))
+		case err == nil:
+			return 0, nil
+		case !errors.Is(err, errors.ErrUnsupported):
+			return 0, sense.WriteError(a.lba).WithCause(err)
+		}
+	}
 	// The offset of a miscompare is relative to the start of the verify
 	// data, which compareMedium reports (SBC-4: INFORMATION field).
 	if err := lu.compareMedium(ctx, a.lba, uint64(n), cmd.Data[:n], false); err != nil {
@@ -93,7 +108,7 @@ func execCompareAndWrite(ctx context.Context, d *Device, cmd *Command) (int, err
 	if ctx.Err() != nil {
 		return 0, StatusError(StatusTaskAborted)
 	}
-	if wrote, err := lu.store.WriteAt(cmd.Data[n:2*n], int64(a.lba<<lu.blockShift), a.fua || lu.writeThrough()); err != nil || wrote < n {
+	if wrote, err := lu.store.WriteAt(cmd.Data[n:2*n], int64(a.lba<<lu.blockShift), fua); err != nil || wrote < n {
 		return 0, sense.WriteError(a.lba + uint64(max(wrote, 0))>>lu.blockShift).WithCause(err)
 	}
 	return 0, nil

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"sync"
 
+	"github.com/blockport/blockport/target/scsi/pr"
 	"github.com/blockport/blockport/target/scsi/sense"
 )
 
@@ -51,6 +52,13 @@ func (d *Device) AddLU(lun uint64, lu *LU) error {
 		if other == lu {
 			return fmt.Errorf("scsi: %s: LU is already mapped at LUN %d", d.name, n)
 		}
+	}
+	if lu.pr.IsShared() && !lu.prWatched {
+		// Other gateways' reservation changes reach this LU's nexuses.
+		if err := lu.pr.Watch(func(res *pr.Result) { d.prChanged(lu, res) }); err != nil {
+			return fmt.Errorf("scsi: %s: LUN %d: watch shared reservations: %w", d.name, lun, err)
+		}
+		lu.prWatched = true
 	}
 	d.lus[lun] = lu
 	d.lunsChangedLocked(d.seesLUNLocked(lun))

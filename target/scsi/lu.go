@@ -43,6 +43,10 @@ type LUConfig struct {
 	// an initiator sets APTPL (pr.go); "" keeps it in memory only. The
 	// caller names it by the NAA designator so it follows the LU's identity.
 	PRFile string
+	// PRShared, when set, holds the LU's persistent reservation state
+	// instead of PRFile: a record that every server serving the medium
+	// shares (pr/shared.go; an RBD image's, backstore.Shared).
+	PRShared pr.Shared
 }
 
 // Defaults for LUConfig's identification strings.
@@ -76,8 +80,9 @@ type LU struct {
 	stdInquiry []byte           // standard INQUIRY data (SPC-5), prebuilt
 	vpd        map[uint8][]byte // VPD pages by page code, prebuilt
 
-	ua uaTable
-	pr *pr.State // reservations (pr.go)
+	ua        uaTable
+	pr        *pr.State // reservations (pr.go)
+	prWatched bool      // pr's shared record is watched (Device.AddLU); guarded by the Device's mu
 
 	locks lbaLocker    // LBA range locks (lbalock.go)
 	media mediaState   // removable medium and PREVENT ALLOW state (removable.go)
@@ -153,7 +158,13 @@ func NewLU(cfg LUConfig) (*LU, error) {
 	}
 	lu.blocks.Store(uint64(size) / uint64(cfg.BlockSize))
 	lu.ua.init()
-	prState, err := pr.New(cfg.PRFile)
+	var prState *pr.State
+	var err error
+	if cfg.PRShared != nil {
+		prState, err = pr.NewShared(cfg.PRShared)
+	} else {
+		prState, err = pr.New(cfg.PRFile)
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -11,6 +11,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"sync/atomic"
+	"time"
 
 	"github.com/blockport/blockport/target/scsi/alua"
 	"github.com/blockport/blockport/target/scsi/pr"
@@ -128,6 +129,10 @@ func parsePRIn(lu *LU, cmd *Command) error {
 }
 
 func execPRIn(ctx context.Context, d *Device, cmd *Command) (int, error) {
+	// Shared state (two gateways) is read from its record first.
+	if err := cmd.lu.pr.Refresh(); err != nil {
+		return 0, sense.InternalTargetFailure().WithCause(err)
+	}
 	data := cmd.lu.pr.In(cmd.CDB[1] & serviceActionBitsMask)
 	return copy(cmd.Data, data), nil
 }
@@ -160,7 +165,29 @@ func execPROut(ctx context.Context, d *Device, cmd *Command) (int, error) {
 	if err != nil {
 		return 0, prError(err)
 	}
-	for _, nt := range res.Notices {
+	lu.establishPRNotices(res.Notices, cmd.Nexus)
+	if len(res.Aborted) > 0 {
+		// SPC-5 5.14.12.5: PREEMPT AND ABORT aborts the preempted
+		// nexuses' tasks on this LU before it completes, so none of
+		// their writes lands after it. GOOD means the preempted node is
+		// fenced (fence_scsi, failover clusters act on it): it is never
+		// given while one of those writes may still reach the medium.
+		// (With shared state, the other gateways have done the same for
+		// their nexuses before Out returned: prChanged.)
+		err := d.abortTasks(ctx, cmd.lu, preempted(res.Aborted, &self), cmd)
+		if err != nil {
+			// This command was aborted (or its session ended) while
+			// preempted writes were still in the backstore.
+			return 0, StatusError(StatusTaskAborted)
+		}
+	}
+	return 0, nil
+}
+
+// establishPRNotices raises the unit attentions a reservation change
+// asks for, on every nexus of lu they cover but except.
+func (lu *LU) establishPRNotices(notices []pr.Notice, except *Nexus) {
+	for _, nt := range notices {
 		mk := sense.ReservationsReleased
 		switch nt.UA {
 		case pr.ReservationsPreempted:
@@ -169,34 +196,46 @@ func execPROut(ctx context.Context, d *Device, cmd *Command) (int, error) {
 			mk = sense.RegistrationsPreempted
 		}
 		to := nt.To
-		lu.ua.establish(mk, func(n Nexus) bool { return n != *cmd.Nexus && to.Covers(prNexus(&n)) })
+		lu.ua.establish(mk, func(n Nexus) bool { return (except == nil || n != *except) && to.Covers(prNexus(&n)) })
 	}
-	if len(res.Aborted) > 0 {
-		// SPC-5 5.14.12.5: PREEMPT AND ABORT aborts the preempted
-		// nexuses' tasks on this LU before it completes, so none of
-		// their writes lands after it. GOOD means the preempted node is
-		// fenced (fence_scsi, failover clusters act on it): it is never
-		// given while one of those writes may still reach the medium.
-		aborted := res.Aborted
-		err := d.abortTasks(ctx, cmd.lu, func(n *Nexus) bool {
-			pn := prNexus(n)
-			if pn == self {
-				return false
-			}
-			for i := range aborted {
-				if aborted[i].Covers(pn) {
-					return true
-				}
-			}
+}
+
+// preempted matches the nexuses of the registrations PREEMPT AND ABORT
+// removed, but self.
+func preempted(aborted []pr.Registrant, self *pr.Nexus) func(*Nexus) bool {
+	return func(n *Nexus) bool {
+		pn := prNexus(n)
+		if self != nil && pn == *self {
 			return false
-		}, cmd)
-		if err != nil {
-			// This command was aborted (or its session ended) while
-			// preempted writes were still in the backstore.
-			return 0, StatusError(StatusTaskAborted)
 		}
+		for i := range aborted {
+			if aborted[i].Covers(pn) {
+				return true
+			}
+		}
+		return false
 	}
-	return 0, nil
+}
+
+// remoteAbortWait bounds how long a gateway works on another gateway's
+// PREEMPT AND ABORT before acknowledging it; the other waits at most its
+// notify timeout (backstore/rbd) for the acknowledgement.
+const remoteAbortWait = 30 * time.Second
+
+// prChanged takes in a reservation change another server made to lu's
+// shared state (pr.State.Watch): the unit attentions it raised for this
+// server's nexuses, and for PREEMPT AND ABORT the abort of their tasks,
+// done before the change is acknowledged.
+func (d *Device) prChanged(lu *LU, res *pr.Result) {
+	if res == nil {
+		return // the watch was lost; pr reloads the state
+	}
+	lu.establishPRNotices(res.Notices, nil)
+	if len(res.Aborted) > 0 {
+		ctx, cancel := context.WithTimeout(context.Background(), remoteAbortWait)
+		defer cancel()
+		d.abortTasks(ctx, lu, preempted(res.Aborted, nil), nil)
+	}
 }
 
 func parseReserveRelease(lu *LU, cmd *Command) error {

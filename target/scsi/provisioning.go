@@ -339,6 +339,14 @@ func execWriteSame(ctx context.Context, d *Device, cmd *Command) (int, error) {
 		return 0, nil
 	}
 	defer lu.checkThreshold()
+	if sw, ok := lu.store.(backstore.SameWriter); ok && block != nil {
+		// The backstore repeats the block itself (rbd_aio_writesame):
+		// one block crosses the network instead of the whole range.
+		if err := sw.WriteSame(block, off, length, fua); err != nil {
+			return 0, sense.WriteError(a.lba).WithCause(err)
+		}
+		return 0, nil
+	}
 	buf := backstore.GetBuffer(int(min(length, writeSameChunk)))
 	defer backstore.PutBuffer(buf)
 	if block == nil {

@@ -143,6 +143,9 @@ func (s *State) Out(n Nexus, r *OutRequest) (Result, error) {
 	if s.scsi2 != nil && *s.scsi2 != n {
 		return Result{}, ErrConflict
 	}
+	if s.shared != nil {
+		return s.outShared(n, r)
+	}
 	before := s.st.clone()
 	res, changed, err := s.st.out(n, r)
 	if err != nil {

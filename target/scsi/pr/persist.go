@@ -49,13 +49,38 @@ func encode(st *snapshot) ([]byte, error) {
 	f := fileState{Version: fileVersion, Generation: st.Generation, APTPL: st.APTPL,
 		Reserved: st.Reserved, Type: uint8(st.Type), Holder: st.Holder, Registrants: []fileRegistrant{}}
 	for _, r := range st.Regs {
-		fr := fileRegistrant{Key: r.Key, Initiator: r.Initiator, Target: r.Target, TPGT: r.TPGT, AllTargetPorts: r.AllTargetPorts}
-		if r.HasISID {
-			fr.ISID = hex.EncodeToString(r.ISID[:])
-		}
-		f.Registrants = append(f.Registrants, fr)
+		f.Registrants = append(f.Registrants, toFile(r))
 	}
 	return json.MarshalIndent(&f, "", "  ")
+}
+
+// toFile is a registration as the state file (and a shared note) keeps it.
+func toFile(r Registrant) fileRegistrant {
+	fr := fileRegistrant{Key: r.Key, Initiator: r.Initiator, Target: r.Target, TPGT: r.TPGT, AllTargetPorts: r.AllTargetPorts}
+	if r.HasISID {
+		fr.ISID = hex.EncodeToString(r.ISID[:])
+	}
+	return fr
+}
+
+// fromFile checks and converts registration i of a file.
+func fromFile(fr fileRegistrant, i int) (Registrant, error) {
+	r := Registrant{Key: fr.Key, Initiator: fr.Initiator, Target: fr.Target, TPGT: fr.TPGT, AllTargetPorts: fr.AllTargetPorts}
+	if fr.Key == 0 || fr.Initiator == "" || fr.Target == "" {
+		return r, fmt.Errorf("registrant %d: key, initiator and target must be set", i)
+	}
+	if fr.ISID != "" {
+		if len(fr.ISID) != 12 {
+			return r, fmt.Errorf("registrant %d: isid %q is not 12 hex digits", i, fr.ISID)
+		}
+		raw, err := hex.DecodeString(fr.ISID)
+		if err != nil {
+			return r, fmt.Errorf("registrant %d: isid %q: %v", i, fr.ISID, err)
+		}
+		copy(r.ISID[:], raw)
+		r.HasISID = true
+	}
+	return r, nil
 }
 
 // decode parses a state file and checks that it describes a consistent state.
@@ -77,20 +102,9 @@ func decode(data []byte) (snapshot, error) {
 		return st, fmt.Errorf("%d registrants, at most %d", len(f.Registrants), MaxRegistrants)
 	}
 	for i, fr := range f.Registrants {
-		r := Registrant{Key: fr.Key, Initiator: fr.Initiator, Target: fr.Target, TPGT: fr.TPGT, AllTargetPorts: fr.AllTargetPorts}
-		if fr.Key == 0 || fr.Initiator == "" || fr.Target == "" {
-			return st, fmt.Errorf("registrant %d: key, initiator and target must be set", i)
-		}
-		if fr.ISID != "" {
-			if len(fr.ISID) != 12 {
-				return st, fmt.Errorf("registrant %d: isid %q is not 12 hex digits", i, fr.ISID)
-			}
-			raw, err := hex.DecodeString(fr.ISID)
-			if err != nil {
-				return st, fmt.Errorf("registrant %d: isid %q: %v", i, fr.ISID, err)
-			}
-			copy(r.ISID[:], raw)
-			r.HasISID = true
+		r, err := fromFile(fr, i)
+		if err != nil {
+			return st, err
 		}
 		st.Regs = append(st.Regs, r)
 	}

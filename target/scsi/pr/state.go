@@ -81,6 +81,13 @@ type Result struct {
 type State struct {
 	file string // APTPL state file; "" keeps nothing across restarts
 
+	// shared holds the persistent state of an LU several servers serve
+	// (shared.go); nil keeps it here. version is the record version st
+	// was loaded from (guarded by mu); stale means st may be behind it.
+	shared  Shared
+	version uint64
+	stale   atomic.Bool
+
 	// active is true while any registration, persistent reservation or
 	// SCSI-2 reservation exists: Conflicts skips the lock when it is false.
 	active atomic.Bool
@@ -167,11 +174,29 @@ func (st *snapshot) remove(i int) {
 // Conflicts reports whether a command of class c from nexus n must end in
 // RESERVATION CONFLICT.
 func (s *State) Conflicts(n Nexus, c Class) bool {
-	if c == Exempt || !s.active.Load() {
+	if c == Exempt {
+		return false
+	}
+	if s.stale.Load() {
+		// A shared state that may have missed changes (shared.go): load
+		// it first, and refuse what a reservation could refuse while
+		// it cannot be loaded.
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if err := s.refreshLocked(); err != nil {
+			return c != Allowed && c != Release2
+		}
+		return s.conflictsLocked(n, c)
+	}
+	if !s.active.Load() {
 		return false
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	return s.conflictsLocked(n, c)
+}
+
+func (s *State) conflictsLocked(n Nexus, c Class) bool {
 	if s.scsi2 != nil && *s.scsi2 != n {
 		// SPC-2 7.21: another initiator's RESERVE blocks everything but
 		// the exempt commands and RELEASE (which is then a no-op).

@@ -1,0 +1,226 @@
+package pr
+
+import (
+	"errors"
+	"sync"
+	"testing"
+)
+
+// memRecord is a Shared record in memory with the semantics of the RADOS
+// one (backstore/rbd/record.go, tested there against a real cluster):
+// versioned compare-and-swap, and a store that returns once every other
+// watcher's function has returned.
+type memRecord struct {
+	mu       sync.Mutex
+	value    []byte
+	version  uint64
+	watchers map[*memView]func([]byte)
+	failLoad bool
+}
+
+// memView is one server's handle on the record.
+type memView struct{ rec *memRecord }
+
+func newMemRecord() *memRecord {
+	return &memRecord{version: 1, watchers: map[*memView]func([]byte){}}
+}
+
+func (m *memRecord) view() *memView { return &memView{rec: m} }
+
+func (v *memView) Load() ([]byte, uint64, error) {
+	m := v.rec
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.failLoad {
+		return nil, 0, errors.New("cluster unreachable")
+	}
+	return append([]byte(nil), m.value...), m.version, nil
+}
+
+func (v *memView) Store(value []byte, version uint64, note []byte) (uint64, bool, error) {
+	m := v.rec
+	m.mu.Lock()
+	if version != m.version {
+		m.mu.Unlock()
+		return 0, false, nil
+	}
+	m.value = append([]byte(nil), value...)
+	m.version++
+	newVersion := m.version
+	var others []func([]byte)
+	for w, fn := range m.watchers {
+		if w != v {
+			others = append(others, fn)
+		}
+	}
+	m.mu.Unlock()
+	for _, fn := range others {
+		fn(append([]byte{}, note...))
+	}
+	return newVersion, true, nil
+}
+
+func (v *memView) Watch(changed func([]byte)) error {
+	v.rec.mu.Lock()
+	defer v.rec.mu.Unlock()
+	v.rec.watchers[v] = changed
+	return nil
+}
+
+// lose tells v's watcher that its watch was lost.
+func (v *memView) lose() {
+	v.rec.mu.Lock()
+	fn := v.rec.watchers[v]
+	v.rec.mu.Unlock()
+	fn(nil)
+}
+
+// gateways returns two states on one record and what each was told.
+func gateways(t *testing.T) (a, b *State, rec *memRecord, va, vb *memView, toldB *[]*Result) {
+	t.Helper()
+	rec = newMemRecord()
+	va, vb = rec.view(), rec.view()
+	var err error
+	if a, err = NewShared(va); err != nil {
+		t.Fatal(err)
+	}
+	if b, err = NewShared(vb); err != nil {
+		t.Fatal(err)
+	}
+	var told []*Result
+	if err := a.Watch(func(*Result) {}); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Watch(func(r *Result) { told = append(told, r) }); err != nil {
+		t.Fatal(err)
+	}
+	return a, b, rec, va, vb, &told
+}
+
+func TestSharedStateIsEnforcedByEveryGateway(t *testing.T) {
+	a, b, _, _, _, _ := gateways(t)
+	// The same initiators reach gateway B through target port group 2.
+	nexA2B := nexA
+	nexA2B.TPGT = 2
+	nexC2B := nexC
+	nexC2B.TPGT = 2
+	mustOut(t, a, nexA, OutRequest{Action: RegisterAndIgnore, SAKey: 0xA, AllTgPt: true})
+	mustOut(t, a, nexA, OutRequest{Action: Reserve, Key: 0xA, Type: WriteExclusiveRegistrantsOnly})
+	if !b.Conflicts(nexC2B, Write) {
+		t.Fatal("gateway B lets an unregistered initiator write under A's reservation")
+	}
+	if b.Conflicts(nexA2B, Write) || b.Conflicts(nexC2B, Read) {
+		t.Fatal("gateway B refuses what the reservation allows")
+	}
+	// B's READ KEYS sees A's registration.
+	if err := b.Refresh(); err != nil {
+		t.Fatal(err)
+	}
+	keys := b.In(ReadKeys)
+	if len(keys) != 16 || keys[15] != 0xA {
+		t.Fatalf("READ KEYS through B: % x", keys)
+	}
+	// A release through B is seen by A.
+	mustOut(t, b, nexA2B, OutRequest{Action: Release, Key: 0xA, Type: WriteExclusiveRegistrantsOnly})
+	if a.Conflicts(nexC, Write) {
+		t.Fatal("gateway A still enforces a reservation released through B")
+	}
+}
+
+func TestSharedStateConflictingChangesOneWins(t *testing.T) {
+	a, b, _, _, _, _ := gateways(t)
+	nexB2 := nexB
+	nexB2.TPGT = 2
+	register(t, a, nexA, 0xA)
+	register(t, b, nexB2, 0xB)
+	// Both reserve at once; the record decides, and the loser sees the
+	// winner's reservation and gets RESERVATION CONFLICT.
+	var wg sync.WaitGroup
+	errs := make([]error, 2)
+	for i, g := range []struct {
+		s   *State
+		n   Nexus
+		key uint64
+	}{{a, nexA, 0xA}, {b, nexB2, 0xB}} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, errs[i] = g.s.Out(g.n, &OutRequest{Action: Reserve, Key: g.key, Type: ExclusiveAccess})
+		}()
+	}
+	wg.Wait()
+	won := 0
+	for _, err := range errs {
+		switch {
+		case err == nil:
+			won++
+		case !errors.Is(err, ErrConflict):
+			t.Fatalf("unexpected error %v", err)
+		}
+	}
+	if won != 1 {
+		t.Fatalf("%d gateways won the reservation: %v", won, errs)
+	}
+	a.Refresh()
+	b.Refresh()
+	holderA, holderB := a.In(ReadReservation), b.In(ReadReservation)
+	if string(holderA) != string(holderB) || len(holderA) != 24 {
+		t.Fatalf("the gateways disagree on the holder: % x and % x", holderA, holderB)
+	}
+}
+
+func TestSharedPreemptTellsTheOtherGateway(t *testing.T) {
+	a, b, _, _, _, told := gateways(t)
+	nexB2 := nexB
+	nexB2.TPGT = 2
+	register(t, b, nexB2, 0xB)
+	mustOut(t, b, nexB2, OutRequest{Action: Reserve, Key: 0xB, Type: WriteExclusive})
+	register(t, a, nexA, 0xA)
+	res := mustOut(t, a, nexA, OutRequest{Action: PreemptAndAbort, Key: 0xA, SAKey: 0xB, Type: WriteExclusive})
+	if len(res.Aborted) != 1 {
+		t.Fatalf("result %+v", res)
+	}
+	// B was told before Out returned: its nexus is to be aborted and
+	// gets REGISTRATIONS PREEMPTED.
+	last := (*told)[len(*told)-1]
+	if last == nil || len(last.Aborted) != 1 || !last.Aborted[0].Covers(nexB2) {
+		t.Fatalf("B was told %+v", last)
+	}
+	if len(last.Notices) != 1 || last.Notices[0].UA != RegistrationsPreempted || !last.Notices[0].To.Covers(nexB2) {
+		t.Fatalf("B's notices %+v", last.Notices)
+	}
+	if !b.Conflicts(nexB2, Write) {
+		t.Fatal("the preempted initiator may still write through B")
+	}
+}
+
+func TestSharedStateLostWatchFailsClosed(t *testing.T) {
+	a, b, rec, _, vb, told := gateways(t)
+	nexB2 := nexB
+	nexB2.TPGT = 2
+	register(t, a, nexA, 0xA)
+	// B is cut off: its watch is lost and the record cannot be read.
+	rec.mu.Lock()
+	rec.failLoad = true
+	rec.mu.Unlock()
+	vb.lose()
+	if (*told)[len(*told)-1] != nil {
+		t.Fatal("a lost watch was reported with notices")
+	}
+	if !b.Conflicts(nexB2, Write) || !b.Conflicts(nexB2, Read) {
+		t.Fatal("a gateway that cannot read the shared state lets I/O through")
+	}
+	if b.Conflicts(nexB2, Allowed) || b.Conflicts(nexB2, Exempt) {
+		t.Fatal("TEST UNIT READY and INQUIRY must still be answered")
+	}
+	if _, err := b.Out(nexB2, &OutRequest{Action: RegisterAndIgnore, SAKey: 0xB}); !errors.Is(err, ErrStateUnavailable) {
+		t.Fatalf("PR OUT without the shared state: %v", err)
+	}
+	// Reachable again: B loads and answers as before.
+	rec.mu.Lock()
+	rec.failLoad = false
+	rec.mu.Unlock()
+	if b.Conflicts(nexB2, Write) {
+		t.Fatal("no reservation, but B still refuses once the state is back")
+	}
+}
