@@ -346,6 +346,48 @@ name = "iqn.2026-11.io.blockport:a"
 			},
 		},
 		{
+			name: "rbd backstores",
+			text: `[[target]]
+name = "iqn.2026-11.io.blockport:a"
+  [[target.lun]]
+  lun = 0
+  backstore = "rbd"
+  path = "/dev/rbd0"
+  [[target.lun]]
+  lun = 1
+  backstore = "rbd"
+  pool = "rbd"
+  image = "db"
+  direct_io = true
+  encrypt = true
+  ceph_conf = "/nonexistent/ceph.conf"
+  [[target.lun]]
+  lun = 2
+  backstore = "file"
+  path = "a.img"
+  size = "1MiB"
+  pool = "rbd"
+  keyring = "k"
+  [[target.lun]]
+  lun = 3
+  backstore = "rbd"
+  pool = "rbd"
+  image = "quorum"
+  size = "1GiB"
+  client_id = "blockport"
+`,
+			wants: []want{
+				{3, "target[0].lun[0].pool", "missing: an rbd backstore needs the pool"},
+				{3, "target[0].lun[0].image", "missing: an rbd backstore needs the name"},
+				{6, "target[0].lun[0].path", "not allowed for an rbd backstore"},
+				{12, "target[0].lun[1].direct_io", "not supported by an rbd backstore"},
+				{13, "target[0].lun[1].encrypt", "Ceph's own image encryption"},
+				{14, "target[0].lun[1].ceph_conf", "no such file"},
+				{20, "target[0].lun[2].pool", "only for an rbd backstore"},
+				{21, "target[0].lun[2].keyring", "only for an rbd backstore"},
+			},
+		},
+		{
 			name: "backstore kinds and paths",
 			text: `[[target]]
 name = "iqn.2026-11.io.blockport:a"

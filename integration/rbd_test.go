@@ -217,6 +217,17 @@ func TestRBDTwoGatewaysFailover(t *testing.T) {
 	must(t, "unregistered node-3 writes through B", r, err, statusResvConflict)
 	r, err = write10(node2B, 100, block('2'))
 	must(t, "registered node-2 writes through B", r, err, statusGood)
+	// A preemption through A reaches node-2's nexus on B before it
+	// completes: REGISTRATIONS PREEMPTED, then the reservation applies.
+	const saPreempt = 0x4
+	r, err = prOut(node1A, saPreempt, prTypeWERO, 0x1111, 0x2222, false)
+	must(t, "node-1 preempts node-2 through A", r, err, statusGood)
+	r, err = write10(node2B, 100, block('2'))
+	checkSense(t, "node-2 writes through B after being preempted through A", r, err, 0x6, 0x2A, 0x05)
+	r, err = write10(node2B, 100, block('2'))
+	must(t, "node-2 writes through B unregistered", r, err, statusResvConflict)
+	r, err = prOut(node2B, saRegisterIgnore, 0, 0, 0x2222, false)
+	must(t, "node-2 registers again through B", r, err, statusGood)
 	r, err = prIn(node2B, 0x0) // READ KEYS through B sees A's registrations
 	r = must(t, "READ KEYS through B", r, err, statusGood)
 	if n := binary.BigEndian.Uint32(r.Data[4:8]); n != 24 {

@@ -4,7 +4,14 @@
 # qemu-io, and qemu's iscsi block driver; open-isns's iSNS server and admin
 # tool (isnsd, isnsadm); and gcc, which -race needs. As root it installs what is
 # missing with apt-get; otherwise it names the packages and fails.
+#
+# With --ceph it also makes sure of what the RBD backstore's build and tests
+# need: librbd-dev and librados-dev (cgo), and Ceph's monitor, manager, OSD
+# and command-line tools for the single-node test cluster (integration/ceph).
 set -euo pipefail
+
+ceph=0
+[ "${1:-}" = "--ceph" ] && ceph=1
 
 missing=()
 add() {
@@ -32,8 +39,18 @@ else
 	add qemu-block-extra
 fi
 
+if [ $ceph -eq 1 ]; then
+	for pair in ceph-mon:ceph-mon ceph-osd:ceph-osd ceph-mgr:ceph-mgr ceph:ceph-common rbd:ceph-common \
+		uuidgen:uuid-runtime python3:python3; do
+		command -v "${pair%%:*}" >/dev/null 2>&1 || [ -x "/usr/sbin/${pair%%:*}" ] || add "${pair#*:}"
+	done
+	[ -f /usr/include/rbd/librbd.h ] || add librbd-dev
+	[ -f /usr/include/rados/librados.h ] || add librados-dev
+fi
+
 if [ ${#missing[@]} -eq 0 ]; then
 	echo "deps: libiscsi-bin, qemu-utils, qemu-block-extra, open-isns-server, open-isns-utils and gcc are installed"
+	[ $ceph -eq 0 ] || echo "deps: ceph-mon, ceph-osd, ceph-mgr, ceph-common, librbd-dev and librados-dev are installed"
 	exit 0
 fi
 
@@ -50,13 +67,14 @@ echo "deps: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 # open-isns without the discovery daemon its utils recommend (isnsdd), a
-# service the tests do not use.
-plain=() isns=()
+# service the tests do not use; Ceph without its recommended extras
+# (dashboard, RADOS gateway, monitoring).
+plain=() norec=()
 for p in "${missing[@]}"; do
 	case $p in
-	open-isns-*) isns+=("$p") ;;
+	open-isns-* | ceph-* | librbd-dev | librados-dev) norec+=("$p") ;;
 	*) plain+=("$p") ;;
 	esac
 done
 [ ${#plain[@]} -eq 0 ] || apt-get install -y -qq "${plain[@]}"
-[ ${#isns[@]} -eq 0 ] || apt-get install -y -qq --no-install-recommends "${isns[@]}"
+[ ${#norec[@]} -eq 0 ] || apt-get install -y -qq --no-install-recommends "${norec[@]}"

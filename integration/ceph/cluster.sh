@@ -105,7 +105,9 @@ CONF
 	ceph -c "$conf" osd pool set rbd size 1 --yes-i-really-mean-it >/dev/null 2>&1 || true
 	rbd -c "$conf" pool init rbd
 	for _ in $(seq 600); do
-		if ceph -c "$conf" pg stat 2>/dev/null | grep -q "8 active+clean"; then
+		# "N pgs: N active+clean; ...": every group of every pool (the
+		# manager adds one of its own) is active and clean.
+		if ceph -c "$conf" pg stat 2>/dev/null | grep -Eq '^([0-9]+) pgs: \1 active\+clean;'; then
 			echo "$conf"
 			return 0
 		fi

@@ -100,9 +100,29 @@ func MatrixKinds(backstores []string) []LUNKind {
 				}
 				return setupLoopDevice(dir, lun)
 			}},
+		// A Ceph RBD image on a single-node test cluster, started for the
+		// run (builds with -tags ceph): librbd's own discard, write-same
+		// and compare-and-write, and reservations kept in RADOS.
+		{Name: "rbd", Expected: "expected.rbd.txt", Optional: true, Exclude: slowElsewhere,
+			LUN: integration.LUN{Backstore: "rbd", Pool: "rbd", Image: "conformance", Size: size, BlockSize: 512},
+			Setup: func(dir string, lun *integration.LUN) (string, func(), error) {
+				if !has("rbd") || startCeph == nil {
+					return "this build has no rbd backstore (make test CEPH=1)", nil, nil
+				}
+				conf, stop, err := startCeph(dir)
+				if err != nil {
+					return "", nil, err
+				}
+				lun.CephConf = conf
+				return "", stop, nil
+			}},
 	}
 	return kinds
 }
+
+// startCeph starts a test Ceph cluster under dir and returns its ceph.conf
+// and what stops it; set in builds with the ceph tag (matrix_ceph.go).
+var startCeph func(dir string) (conf string, stop func(), err error)
 
 // setupLoopDevice backs the LUN with a loop device over a fresh image; it
 // needs root and losetup.

@@ -36,6 +36,15 @@ func Start(parent string) (*Cluster, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The daemons detach from the test process; a watchdog stops them if
+	// the test process dies without calling Stop (a timeout, a panic),
+	// even in the middle of this start.
+	watchdog := exec.Command("sh", "-c", `while kill -0 "$1" 2>/dev/null; do sleep 1; done; sleep 1; exec "$2" stop "$3"`,
+		"watchdog", strconv.Itoa(os.Getpid()), script(), dir)
+	watchdog.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := watchdog.Start(); err == nil {
+		go watchdog.Wait()
+	}
 	var out, errOut bytes.Buffer
 	cmd := exec.Command(script(), "start", dir)
 	cmd.Stdout, cmd.Stderr = &out, &errOut
@@ -56,14 +65,6 @@ func Start(parent string) (*Cluster, error) {
 	if err != nil {
 		c.Stop()
 		return nil, fmt.Errorf("start ceph cluster: %v: %s", err, errOut.String())
-	}
-	// The daemons detach from the test process; a watchdog stops them if
-	// the test process dies without calling Stop (a timeout, a panic).
-	watchdog := exec.Command("sh", "-c", `while kill -0 "$1" 2>/dev/null; do sleep 1; done; exec "$2" stop "$3"`,
-		"watchdog", strconv.Itoa(os.Getpid()), script(), dir)
-	watchdog.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := watchdog.Start(); err == nil {
-		go watchdog.Wait()
 	}
 	return c, nil
 }
