@@ -1,7 +1,9 @@
 package config
 
 import (
+	"net"
 	"slices"
+	"strconv"
 	"strings"
 )
 
@@ -24,6 +26,14 @@ type PortalGroup struct {
 	// start: one of ALUAStates, default active/optimized. SET TARGET PORT
 	// GROUPS changes it at run time; a restart returns to the config's.
 	ALUAState string
+	// Remote (remote = true) is a group that another server serves: the
+	// second gateway of a target whose LUNs it exports too (an RBD image
+	// behind two gateways). Its addresses are that server's portals, not
+	// [server] listen addresses. This server lists them in SendTargets and
+	// reports the group's ALUA state in REPORT TARGET PORT GROUPS, so that
+	// discovery through either gateway finds both paths and multipath sees
+	// one picture; nobody logs in through it here.
+	Remote bool
 }
 
 // DefaultPortalGroupTag is the tag of every portal of a target that
@@ -34,7 +44,7 @@ const DefaultPortalGroupTag = 1
 // (SPC-5 5.16.2.4).
 var ALUAStates = []string{"active/optimized", "active/non-optimized", "standby", "unavailable"}
 
-var portalGroupKeys = []string{"tag", "addresses", "alua_state"}
+var portalGroupKeys = []string{"tag", "addresses", "alua_state", "remote"}
 
 // decodePortalGroups decodes the [[target.portal_group]] tables of a target.
 func decodePortalGroups(t table, target *Target) {
@@ -56,6 +66,7 @@ func decodePortalGroups(t table, target *Target) {
 			gt.r.add(gt.key("addresses"), "missing: list the [server] listen addresses of this group")
 		}
 		gt.str("alua_state", &g.ALUAState)
+		gt.boolean("remote", &g.Remote)
 		target.PortalGroups = append(target.PortalGroups, g)
 	}
 }
@@ -83,6 +94,18 @@ func validatePortalGroups(c *Config, r *reporter) {
 			}
 			for ai, addr := range g.Addresses {
 				akey := indexKey(gkey+".addresses", ai)
+				if g.Remote {
+					// Another server's portal: a host and a port.
+					host, port, err := net.SplitHostPort(addr)
+					if n, perr := strconv.Atoi(port); err != nil || host == "" || perr != nil || n < 1 || n > 65535 {
+						r.add(akey, "%q is not a host:port portal address", addr)
+					} else if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+						r.add(akey, "%q: initiators cannot connect to a wildcard address; give the other server's address", addr)
+					} else if slices.Contains(c.Server.Listen, addr) {
+						r.add(akey, "%q is a [server] listen address, so the group is not remote: drop remote = true", addr)
+					}
+					continue
+				}
 				switch first, dup := addrAt[addr]; {
 				case !slices.Contains(c.Server.Listen, addr):
 					r.add(akey, "%q is not a [server] listen address (%s)", addr, strings.Join(c.Server.Listen, ", "))
@@ -95,6 +118,9 @@ func validatePortalGroups(c *Config, r *reporter) {
 			if !slices.Contains(ALUAStates, g.ALUAState) {
 				r.add(gkey+".alua_state", "%q is not an ALUA state; use one of %s", g.ALUAState, strings.Join(ALUAStates, ", "))
 			}
+		}
+		if len(t.PortalGroups) > 0 && !slices.ContainsFunc(t.PortalGroups, func(g PortalGroup) bool { return !g.Remote }) {
+			r.add(indexKey("target", ti)+".portal_group", "every portal group is remote: this server would serve none of the target's ports")
 		}
 	}
 }

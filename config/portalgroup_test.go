@@ -25,6 +25,10 @@ func TestParsePortalGroups(t *testing.T) {
   tag = 7
   addresses = ["127.0.0.2:3260"]
   alua_state = "standby"
+  [[target.portal_group]]
+  tag = 9
+  addresses = ["10.0.0.9:3260"]
+  remote = true
 [[target]]
 name = "iqn.2026-11.io.blockport:b"
 `
@@ -35,6 +39,7 @@ name = "iqn.2026-11.io.blockport:b"
 	want := []PortalGroup{
 		{Tag: 1, Addresses: []string{"127.0.0.1:3260"}, ALUAState: "active/optimized"},
 		{Tag: 7, Addresses: []string{"127.0.0.2:3260"}, ALUAState: "standby"},
+		{Tag: 9, Addresses: []string{"10.0.0.9:3260"}, ALUAState: "active/optimized", Remote: true},
 	}
 	if !reflect.DeepEqual(c.Targets[0].PortalGroups, want) {
 		t.Fatalf("portal groups %+v, want %+v", c.Targets[0].PortalGroups, want)
@@ -68,6 +73,15 @@ func TestPortalGroupProblems(t *testing.T) {
 		}},
 		{"empty address list", "  [[target.portal_group]]\n  tag = 2\n  addresses = []\n", []want{
 			{11, "target[0].portal_group[0].addresses", "at least one"},
+		}},
+		{"remote groups", "  [[target.portal_group]]\n  tag = 1\n  addresses = [\"127.0.0.1:3260\"]\n" +
+			"  [[target.portal_group]]\n  tag = 2\n  remote = true\n  addresses = [\"127.0.0.2:3260\", \"gw-b\", \"0.0.0.0:3260\", \"gw-b.example:3260\", \"[fd00::2]:3260\"]\n", []want{
+			{15, "target[0].portal_group[1].addresses[0]", "is a [server] listen address, so the group is not remote"},
+			{15, "target[0].portal_group[1].addresses[1]", `"gw-b" is not a host:port portal address`},
+			{15, "target[0].portal_group[1].addresses[2]", "wildcard"},
+		}},
+		{"only remote groups", "  [[target.portal_group]]\n  tag = 2\n  remote = true\n  addresses = [\"10.0.0.2:3260\"]\n", []want{
+			{9, "target[0].portal_group", "every portal group is remote"},
 		}},
 	}
 	for _, tc := range tests {

@@ -284,13 +284,26 @@ func StartServer(t testing.TB, cfgText string) *Server {
 // loopback portals: Addr and n-1 MoreAddrs.
 func StartServerPortals(t testing.TB, cfgText string, n int) *Server {
 	t.Helper()
+	return startServer(t, cfgText, net.JoinHostPort("127.0.0.1", strconv.Itoa(FreePort(t))), n)
+}
+
+// StartServerOn is StartServer on a listen address the caller chose (with
+// FreePort), for configs that must name it before the server starts: two
+// gateways that list each other's portals.
+func StartServerOn(t testing.TB, cfgText, addr string) *Server {
+	t.Helper()
+	return startServer(t, cfgText, addr, 1)
+}
+
+func startServer(t testing.TB, cfgText, addr string, n int) *Server {
+	t.Helper()
 	dir := TempDir(t)
 	cfgPath := filepath.Join(dir, "blockport.toml")
 	s := &Server{
 		t:          t,
 		Dir:        dir,
 		ConfigPath: cfgPath,
-		Addr:       net.JoinHostPort("127.0.0.1", strconv.Itoa(FreePort(t))),
+		Addr:       addr,
 		output:     &logBuffer{},
 	}
 	cfgText = strings.ReplaceAll(cfgText, "{{DIR}}", dir)

@@ -118,8 +118,33 @@ func TestRBDResizeRaisesCapacityChanged(t *testing.T) {
 	}
 }
 
-// gatewayConfig is one of two gateways exporting image under one target
-// name, each its own target port group with an ALUA state.
+// gateway is one of two gateways exporting an image under one target name,
+// each its own target port group with an ALUA state.
+type gateway struct {
+	addr  string
+	tag   int
+	state string
+}
+
+// startGateways starts the gateways, each listing the others' portal
+// groups as remote.
+func startGateways(t *testing.T, iqn, image, conf string, gws ...gateway) []*Server {
+	for i := range gws {
+		gws[i].addr = fmt.Sprintf("127.0.0.1:%d", FreePort(t))
+	}
+	servers := make([]*Server, len(gws))
+	for i, g := range gws {
+		cfg := gatewayConfig(iqn, image, conf, g.tag, g.state)
+		for j, other := range gws {
+			if j != i {
+				cfg += fmt.Sprintf("  [[target.portal_group]]\n  tag = %d\n  addresses = [%q]\n  alua_state = %q\n  remote = true\n", other.tag, other.addr, other.state)
+			}
+		}
+		servers[i] = StartServerOn(t, cfg, g.addr)
+	}
+	return servers
+}
+
 func gatewayConfig(iqn, image, conf string, tag int, state string) string {
 	return fmt.Sprintf(`[server]
 listen = ["{{ADDR}}"]
@@ -173,8 +198,18 @@ func TestRBDTwoGatewaysFailover(t *testing.T) {
 	c := ceph(t)
 	const iqn = "iqn.2026-11.io.blockport:rbd-ha"
 	image := rbdImage(t)
-	gwA := StartServer(t, gatewayConfig(iqn, image, c.Conf, 1, "active/optimized"))
-	gwB := StartServer(t, gatewayConfig(iqn, image, c.Conf, 2, "active/non-optimized"))
+	gws := startGateways(t, iqn, image, c.Conf, gateway{tag: 1, state: "active/optimized"}, gateway{tag: 2, state: "active/non-optimized"})
+	gwA, gwB := gws[0], gws[1]
+
+	// Discovery through either gateway finds both portals.
+	for _, gw := range gws {
+		out := MustRun(t, time.Minute, Tool(t, "iscsi-ls"), gw.Portal())
+		for i, other := range gws {
+			if want := fmt.Sprintf("Portal:%s,%d", other.Addr, i+1); !strings.Contains(out, want) {
+				t.Fatalf("iscsi-ls through %s lacks %q:\n%s", gw.Addr, want, out)
+			}
+		}
+	}
 
 	node1A := dialNode(t, gwA, iqn, "node-1", 1)
 	node1B := dialNode(t, gwB, iqn, "node-1", 1)
@@ -186,16 +221,13 @@ func TestRBDTwoGatewaysFailover(t *testing.T) {
 	if serialA != serialB || !bytes.Equal(naaA, naaB) {
 		t.Fatalf("the gateways present different devices: serial %q/%q, NAA % x/% x", serialA, serialB, naaA, naaB)
 	}
-	// Each gateway reports its own port group's ALUA state.
-	for _, g := range []struct {
-		c     *iscsitest.Client
-		tag   uint16
-		state byte
-	}{{node1A, 1, 0x0}, {node1B, 2, 0x1}} {
-		r, err := rtpg(g.c)
+	// Each gateway reports both port groups and their states.
+	for _, cl := range []*iscsitest.Client{node1A, node1B} {
+		r, err := rtpg(cl)
 		r = must(t, "REPORT TARGET PORT GROUPS", r, err, statusGood)
-		if st, ok := portGroupStates(t, r.Data)[g.tag]; !ok || st != g.state {
-			t.Fatalf("port group %d: state %#x (present %v), want %#x", g.tag, st, ok, g.state)
+		states := portGroupStates(t, r.Data)
+		if len(states) != 2 || states[1] != 0x0 || states[2] != 0x1 {
+			t.Fatalf("port groups %v, want 1 active/optimized and 2 active/non-optimized", states)
 		}
 	}
 
@@ -330,8 +362,8 @@ func TestRBDCompareAndWriteAcrossGateways(t *testing.T) {
 	c := ceph(t)
 	const iqn = "iqn.2026-11.io.blockport:rbd-ats"
 	image := rbdImage(t)
-	gwA := StartServer(t, gatewayConfig(iqn, image, c.Conf, 1, "active/optimized"))
-	gwB := StartServer(t, gatewayConfig(iqn, image, c.Conf, 2, "active/optimized"))
+	gws := startGateways(t, iqn, image, c.Conf, gateway{tag: 1, state: "active/optimized"}, gateway{tag: 2, state: "active/optimized"})
+	gwA, gwB := gws[0], gws[1]
 	clients := []*iscsitest.Client{dialNode(t, gwA, iqn, "esx-1", 1), dialNode(t, gwB, iqn, "esx-2", 2)}
 	counter := func(n uint64) []byte {
 		b := make([]byte, 512)

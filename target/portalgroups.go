@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"github.com/blockport/blockport/config"
+	"github.com/blockport/blockport/target/iscsi"
 	"github.com/blockport/blockport/target/scsi"
 	"github.com/blockport/blockport/target/scsi/alua"
 )
@@ -13,27 +14,35 @@ import (
 // configured state, and the returned lookup tells the fabric which group
 // (tag) a portal is in for this target. A target without portal groups
 // keeps the device's default group 1 and a nil lookup: every portal, tag 1.
-func portalGroups(tc config.Target, dev *scsi.Device) (func(listen string) (uint16, bool), error) {
+//
+// Remote groups (another gateway's) are ALUA groups of the device too, so
+// REPORT TARGET PORT GROUPS shows them, and their portals are returned for
+// SendTargets; no local portal maps to them.
+func portalGroups(tc config.Target, dev *scsi.Device) (lookup func(listen string) (uint16, bool), remote []iscsi.Portal, err error) {
 	if len(tc.PortalGroups) == 0 {
-		return nil, nil
+		return nil, nil, nil
 	}
 	tagOf := make(map[string]uint16)
 	groups := make([]alua.GroupConfig, 0, len(tc.PortalGroups))
 	for _, g := range tc.PortalGroups {
 		state, err := alua.ParseState(g.ALUAState)
 		if err != nil {
-			return nil, fmt.Errorf("portal group %d: %w", g.Tag, err)
+			return nil, nil, fmt.Errorf("portal group %d: %w", g.Tag, err)
 		}
 		groups = append(groups, alua.GroupConfig{ID: g.Tag, State: state})
 		for _, addr := range g.Addresses {
-			tagOf[addr] = g.Tag
+			if g.Remote {
+				remote = append(remote, iscsi.Portal{Addr: addr, TPGT: g.Tag})
+			} else {
+				tagOf[addr] = g.Tag
+			}
 		}
 	}
 	if err := dev.SetPortGroups(groups); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	return func(listen string) (uint16, bool) {
 		tag, ok := tagOf[listen]
 		return tag, ok
-	}, nil
+	}, remote, nil
 }

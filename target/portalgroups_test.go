@@ -21,29 +21,33 @@ func TestALUAStateNames(t *testing.T) {
 
 func TestPortalGroups(t *testing.T) {
 	dev := scsi.NewDevice("t")
-	lookup, err := portalGroups(config.Target{}, dev)
+	lookup, _, err := portalGroups(config.Target{}, dev)
 	if err != nil || lookup != nil {
 		t.Fatalf("no groups: lookup %v, err %v", lookup != nil, err)
 	}
 	tc := config.Target{PortalGroups: []config.PortalGroup{
 		{Tag: 3, Addresses: []string{"127.0.0.1:3260", "[::1]:3260"}, ALUAState: "active/optimized"},
 		{Tag: 9, Addresses: []string{"127.0.0.2:3260"}, ALUAState: "standby"},
+		{Tag: 4, Addresses: []string{"10.0.0.4:3260"}, ALUAState: "active/non-optimized", Remote: true},
 	}}
-	lookup, err = portalGroups(tc, dev)
+	lookup, remote, err := portalGroups(tc, dev)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if len(remote) != 1 || remote[0].Addr != "10.0.0.4:3260" || remote[0].TPGT != 4 {
+		t.Fatalf("remote portals %+v", remote)
 	}
 	for _, c := range []struct {
 		listen string
 		tag    uint16
 		ok     bool
-	}{{"127.0.0.1:3260", 3, true}, {"[::1]:3260", 3, true}, {"127.0.0.2:3260", 9, true}, {"127.0.0.3:3260", 0, false}} {
+	}{{"127.0.0.1:3260", 3, true}, {"[::1]:3260", 3, true}, {"127.0.0.2:3260", 9, true}, {"127.0.0.3:3260", 0, false}, {"10.0.0.4:3260", 0, false}} {
 		if tag, ok := lookup(c.listen); tag != c.tag || ok != c.ok {
 			t.Errorf("lookup(%s) = %d, %v; want %d, %v", c.listen, tag, ok, c.tag, c.ok)
 		}
 	}
 	tc.PortalGroups[1].ALUAState = "offline"
-	if _, err := portalGroups(tc, scsi.NewDevice("t")); err == nil {
+	if _, _, err := portalGroups(tc, scsi.NewDevice("t")); err == nil {
 		t.Fatal("offline accepted")
 	}
 }

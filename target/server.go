@@ -213,7 +213,7 @@ func (s *Server) targetOf(tc config.Target, dev *scsi.Device) (*iscsi.Target, er
 	if err := dev.SetMasking(masking(tc)); err != nil {
 		return nil, fmt.Errorf("target %s: %w", tc.Name, err)
 	}
-	portalGroup, err := portalGroups(tc, dev)
+	portalGroup, remotePortals, err := portalGroups(tc, dev)
 	if err != nil {
 		return nil, fmt.Errorf("target %s: %w", tc.Name, err)
 	}
@@ -225,6 +225,8 @@ func (s *Server) targetOf(tc config.Target, dev *scsi.Device) (*iscsi.Target, er
 		Auth:   acc.auth,
 		// [[target.portal_group]]: TPGT per portal and ALUA groups.
 		PortalGroup: portalGroup,
+		// remote = true groups: the other gateways' portals.
+		RemotePortals: remotePortals,
 	}, nil
 }
 

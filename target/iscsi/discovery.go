@@ -133,6 +133,10 @@ func (c *conn) appendSendTargets(dst []byte, which string) []byte {
 			p.TPGT = tag
 			dst = AppendText(dst, KeyValue{Key: "TargetAddress", Value: c.portalAddress(p)})
 		}
+		for _, p := range t.RemotePortals {
+			// As configured: a name or address of the other server.
+			dst = AppendText(dst, KeyValue{Key: "TargetAddress", Value: p.Addr + "," + strconv.Itoa(int(p.TPGT))})
+		}
 	}
 	return dst
 }

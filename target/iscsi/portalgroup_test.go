@@ -51,6 +51,16 @@ func TestPortalGroupTag(t *testing.T) {
 		t.Fatalf("SendTargets answer %q", text)
 	}
 
+	// Another gateway's portals follow this server's own, as configured.
+	r := startFabricWith(t, Options{}, func(tg *Target) {
+		tg.PortalGroup = func(listen string) (uint16, bool) { return 1, true }
+		tg.RemotePortals = []Portal{{Addr: "gw-b.example:3260", TPGT: 2}, {Addr: "[fd00::2]:3260", TPGT: 2}}
+	})
+	want := "TargetAddress=" + r.addr + ",1\x00TargetAddress=gw-b.example:3260,2\x00TargetAddress=[fd00::2]:3260,2\x00"
+	if text := sendTargets(t, r); !strings.Contains(text, want) {
+		t.Fatalf("SendTargets with remote portals: %q, want %q", text, want)
+	}
+
 	g := startFabricWith(t, Options{}, func(tg *Target) {
 		tg.PortalGroup = func(listen string) (uint16, bool) { return 0, false }
 	})

@@ -27,6 +27,10 @@ type Target struct {
 	// target's portal groups: the tag, or ok=false when the target is not
 	// reached through that portal. nil: every portal, with its own TPGT.
 	PortalGroup func(listen string) (tpgt uint16, ok bool)
+	// RemotePortals are portals of the target that other servers serve
+	// (another gateway's portal group): SendTargets lists them after this
+	// server's own.
+	RemotePortals []Portal
 }
 
 // Portal is one network portal with its target portal group tag.
