@@ -138,13 +138,14 @@ type Record interface {
 	// Load returns the value and its version (empty before the first Store).
 	Load() (value []byte, version uint64, err error)
 	// Store replaces the value if the record is still at version. When
-	// another server stored first, ok is false and nothing changed. After
-	// a successful Store, the other servers watching the record have been
-	// given note (their Watch functions returned), or did not answer in
-	// time and have lost their watch.
-	Store(value []byte, version uint64, note []byte) (newVersion uint64, ok bool, err error)
+	// another server stored first, ok is false and nothing changed.
+	Store(value []byte, version uint64) (newVersion uint64, ok bool, err error)
+	// Notify gives note to the other servers watching the record and
+	// returns once their Watch functions have returned, or they did not
+	// answer in time (they then lose their watch, and reload).
+	Notify(note []byte) error
 	// Watch calls changed, from a goroutine of its own, with the note of
-	// every change another server stores; with nil when the watch was lost
-	// and changes may have been missed: reload before trusting a copy.
+	// every Notify of another server; with nil when the watch was lost and
+	// changes may have been missed: reload before trusting a copy.
 	Watch(changed func(note []byte)) error
 }

@@ -313,18 +313,21 @@ func TestRecordsCompareAndSwapAndNotify(t *testing.T) {
 	if err != nil || len(value) != 0 {
 		t.Fatalf("new record: %q, %v", value, err)
 	}
-	v1, ok, err := ra.Store([]byte("one"), v0, []byte("n1"))
+	v1, ok, err := ra.Store([]byte("one"), v0)
 	if err != nil || !ok || v1 == v0 {
 		t.Fatalf("store: v%d, %v, %v", v1, ok, err)
 	}
-	// The notification reached b before Store returned.
+	if err := ra.Notify([]byte("n1")); err != nil {
+		t.Fatal(err)
+	}
+	// The notification reached b before Notify returned.
 	select {
 	case n := <-notes:
 		if n != `"n1"` {
 			t.Fatalf("note %s", n)
 		}
 	default:
-		t.Fatal("b had not been notified when Store returned")
+		t.Fatal("b had not been notified when Notify returned")
 	}
 	if len(ownNotes) != 0 {
 		t.Fatalf("a was notified of its own change: %q", <-ownNotes)
@@ -334,10 +337,10 @@ func TestRecordsCompareAndSwapAndNotify(t *testing.T) {
 	if err != nil || string(value) != "one" || vb != v1 {
 		t.Fatalf("b loads %q v%d (%v), want \"one\" v%d", value, vb, err, v1)
 	}
-	if _, ok, err := rb.Store([]byte("two"), vb, nil); err != nil || !ok {
+	if _, ok, err := rb.Store([]byte("two"), vb); err != nil || !ok {
 		t.Fatalf("b store: %v, %v", ok, err)
 	}
-	if _, ok, err := ra.Store([]byte("lost"), v1, nil); err != nil || ok {
+	if _, ok, err := ra.Store([]byte("lost"), v1); err != nil || ok {
 		t.Fatalf("store at a stale version: ok %v, %v", ok, err)
 	}
 	if value, _, _ := ra.Load(); string(value) != "two" {

@@ -111,12 +111,13 @@ func (r *record) Load() ([]byte, uint64, error) {
 }
 
 // Store implements backstore.Record.
-func (r *record) Store(value []byte, version uint64, note []byte) (uint64, bool, error) {
+func (r *record) Store(value []byte, version uint64) (uint64, bool, error) {
 	if len(value) >= maxRecord {
 		return 0, false, fmt.Errorf("rbd: a %d-byte record is over the %d-byte limit", len(value), maxRecord)
 	}
 	rs := r.set
 	rs.mu.Lock()
+	defer rs.mu.Unlock()
 	op := rados.CreateWriteOp()
 	op.AssertVersion(version)
 	op.WriteFull(value)
@@ -126,7 +127,6 @@ func (r *record) Store(value []byte, version uint64, note []byte) (uint64, bool,
 	if err == nil {
 		newVersion, err = rs.ioctx.GetLastVersion()
 	}
-	rs.mu.Unlock()
 	switch errorCode(err) {
 	case -int(syscall.ERANGE), -int(syscall.EOVERFLOW):
 		// RADOS: the object's version is not the asserted one.
@@ -135,15 +135,23 @@ func (r *record) Store(value []byte, version uint64, note []byte) (uint64, bool,
 	if err != nil {
 		return 0, false, fmt.Errorf("rbd: write %s: %w", r.oid, err)
 	}
+	return newVersion, true, nil
+}
+
+// Notify implements backstore.Record.
+func (r *record) Notify(note []byte) error {
 	msg := append(r.nonce[:len(r.nonce):len(r.nonce)], note...)
-	_, timeouts, err := rs.ioctx.NotifyWithTimeout(r.oid, msg, notifyTimeout)
+	_, timeouts, err := r.set.ioctx.NotifyWithTimeout(r.oid, msg, notifyTimeout)
 	if err != nil || len(timeouts) > 0 {
-		// Stored all the same: a gateway that does not answer has lost
-		// its watch by watchTimeout and reloads before trusting its copy.
+		// A gateway that does not answer has lost its watch by
+		// watchTimeout and reloads before trusting its copy.
 		slog.Warn("rbd: a gateway did not acknowledge a shared state change in time", "record", r.name,
 			"unanswered", len(timeouts), "error", err)
 	}
-	return newVersion, true, nil
+	if err != nil {
+		return fmt.Errorf("rbd: notify %s: %w", r.oid, err)
+	}
+	return nil
 }
 
 // Watch implements backstore.Record.

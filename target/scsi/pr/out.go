@@ -138,13 +138,13 @@ func shiftField(err error, by int) error {
 // 5.14.11). Changes are saved before it returns when APTPL is in effect; a
 // save that fails leaves the state as it was and returns the error.
 func (s *State) Out(n Nexus, r *OutRequest) (Result, error) {
+	if s.shared != nil {
+		return s.outShared(n, r)
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.scsi2 != nil && *s.scsi2 != n {
 		return Result{}, ErrConflict
-	}
-	if s.shared != nil {
-		return s.outShared(n, r)
 	}
 	before := s.st.clone()
 	res, changed, err := s.st.out(n, r)

@@ -17,10 +17,12 @@ import (
 //     stores the result only if nobody stored since (compare-and-swap on
 //     the record's version); when it lost the race it reads and applies
 //     again. Two gateways never both succeed with conflicting changes.
-//   - A store tells the other gateways, with the notices (unit
-//     attentions) and preempted registrations it produced, and returns once
-//     they have taken it in (Shared.Store): when the command completes, the
-//     other gateway already enforces the new state.
+//   - After a store the gateway tells the others, with the notices (unit
+//     attentions) and preempted registrations it produced, and completes
+//     the command once they have taken it in (Shared.Notify): the other
+//     gateway then already enforces the new state. It notifies without
+//     holding the state's lock, since another gateway may be notifying it
+//     at the same moment.
 //   - Conflicts answers from the copy in memory, with no round trip per
 //     command. When a gateway loses its watch of the record (it was cut
 //     off and may have missed changes) its copy is stale: it reads the
@@ -37,10 +39,12 @@ type Shared interface {
 	// Load returns the record's value (empty before the first Store) and version.
 	Load() (value []byte, version uint64, err error)
 	// Store replaces the value if the record is still at version; ok is
-	// false when another server stored first. note reaches the other
-	// servers' Watch functions before Store returns.
-	Store(value []byte, version uint64, note []byte) (newVersion uint64, ok bool, err error)
-	// Watch calls changed with each note another server stores, and with
+	// false when another server stored first.
+	Store(value []byte, version uint64) (newVersion uint64, ok bool, err error)
+	// Notify gives note to the other servers' Watch functions and returns
+	// once they have taken it (or did not answer in time).
+	Notify(note []byte) error
+	// Watch calls changed with each note another server gives, and with
 	// nil when changes may have been missed.
 	Watch(changed func(note []byte)) error
 }
@@ -131,43 +135,63 @@ func (s *State) refreshLocked() error {
 	return nil
 }
 
-// outShared is Out for shared state (mu held).
+// outShared is Out for shared state. The other servers are notified
+// after mu is released: one of them may be notifying this one at the same
+// time, and its note is taken in under mu.
 func (s *State) outShared(n Nexus, r *OutRequest) (Result, error) {
+	res, note, err := s.storeShared(n, r)
+	if err != nil || note == nil {
+		return res, err
+	}
+	// The change is stored whatever Notify says: a gateway that could not
+	// be told loses its watch and reloads before it answers again.
+	s.shared.Notify(note)
+	return res, nil
+}
+
+// storeShared applies r to the shared state; note is what to tell the
+// other servers, nil when nothing changed.
+func (s *State) storeShared(n Nexus, r *OutRequest) (Result, []byte, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.scsi2 != nil && *s.scsi2 != n {
+		return Result{}, nil, ErrConflict
+	}
 	for range maxStoreAttempts {
 		if err := s.refreshLocked(); err != nil {
-			return Result{}, err
+			return Result{}, nil, err
 		}
 		before := s.st.clone()
 		res, changed, err := s.st.out(n, r)
 		if err != nil || !changed {
 			s.st = before
-			return res, err
+			return res, nil, err
 		}
 		value, err := encode(&s.st)
 		if err != nil {
 			s.st = before
-			return Result{}, err
+			return Result{}, nil, err
 		}
 		note, err := encodeNote(&res)
 		if err != nil {
 			s.st = before
-			return Result{}, err
+			return Result{}, nil, err
 		}
-		version, ok, err := s.shared.Store(value, s.version, note)
+		version, ok, err := s.shared.Store(value, s.version)
 		if err != nil {
 			s.st = before
-			return Result{}, fmt.Errorf("%w: %v", ErrStateUnavailable, err)
+			return Result{}, nil, fmt.Errorf("%w: %v", ErrStateUnavailable, err)
 		}
 		if ok {
 			s.version = version
 			s.updateActiveLocked()
-			return res, nil
+			return res, note, nil
 		}
 		// Another server changed the state first: apply the request to
 		// what it stored.
 		s.st = before
 	}
-	return Result{}, fmt.Errorf("%w: %d concurrent changes in a row", ErrStateUnavailable, maxStoreAttempts)
+	return Result{}, nil, fmt.Errorf("%w: %d concurrent changes in a row", ErrStateUnavailable, maxStoreAttempts)
 }
 
 // The note of a shared change: what the other servers must do besides

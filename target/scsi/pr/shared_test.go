@@ -4,12 +4,13 @@ import (
 	"errors"
 	"sync"
 	"testing"
+	"time"
 )
 
 // memRecord is a Shared record in memory with the semantics of the RADOS
 // one (backstore/rbd/record.go, tested there against a real cluster):
-// versioned compare-and-swap, and a store that returns once every other
-// watcher's function has returned.
+// versioned compare-and-swap, and a notification that returns once every
+// other watcher's function has returned.
 type memRecord struct {
 	mu       sync.Mutex
 	value    []byte
@@ -37,16 +38,21 @@ func (v *memView) Load() ([]byte, uint64, error) {
 	return append([]byte(nil), m.value...), m.version, nil
 }
 
-func (v *memView) Store(value []byte, version uint64, note []byte) (uint64, bool, error) {
+func (v *memView) Store(value []byte, version uint64) (uint64, bool, error) {
 	m := v.rec
 	m.mu.Lock()
+	defer m.mu.Unlock()
 	if version != m.version {
-		m.mu.Unlock()
 		return 0, false, nil
 	}
 	m.value = append([]byte(nil), value...)
 	m.version++
-	newVersion := m.version
+	return m.version, true, nil
+}
+
+func (v *memView) Notify(note []byte) error {
+	m := v.rec
+	m.mu.Lock()
 	var others []func([]byte)
 	for w, fn := range m.watchers {
 		if w != v {
@@ -54,10 +60,11 @@ func (v *memView) Store(value []byte, version uint64, note []byte) (uint64, bool
 		}
 	}
 	m.mu.Unlock()
+	time.Sleep(100 * time.Microsecond) // the round trip to the cluster
 	for _, fn := range others {
 		fn(append([]byte{}, note...))
 	}
-	return newVersion, true, nil
+	return nil
 }
 
 func (v *memView) Watch(changed func([]byte)) error {
@@ -222,5 +229,42 @@ func TestSharedStateLostWatchFailsClosed(t *testing.T) {
 	rec.mu.Unlock()
 	if b.Conflicts(nexB2, Write) {
 		t.Fatal("no reservation, but B still refuses once the state is back")
+	}
+}
+
+// TestSharedConcurrentChangesDoNotDeadlock: two gateways change the state
+// at the same moment, each telling the other; neither may wait for the
+// other's acknowledgement while holding the lock the other's note needs.
+func TestSharedConcurrentChangesDoNotDeadlock(t *testing.T) {
+	a, b, _, _, _, _ := gateways(t)
+	nexB2 := nexB
+	nexB2.TPGT = 2
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		var wg sync.WaitGroup
+		for i, g := range []struct {
+			s *State
+			n Nexus
+		}{{a, nexA}, {b, nexB2}} {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for k := range 200 {
+					g.s.Out(g.n, &OutRequest{Action: RegisterAndIgnore, SAKey: uint64(1 + i + 2*k)})
+				}
+			}()
+		}
+		wg.Wait()
+	}()
+	select {
+	case <-done:
+	case <-time.After(20 * time.Second):
+		t.Fatal("concurrent changes through two gateways deadlocked")
+	}
+	a.Refresh()
+	b.Refresh()
+	if ka, kb := a.In(ReadKeys), b.In(ReadKeys); string(ka) != string(kb) || len(ka) != 8+16 {
+		t.Fatalf("the gateways end with different keys: % x and % x", ka, kb)
 	}
 }
