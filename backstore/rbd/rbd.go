@@ -83,6 +83,7 @@ type Image struct {
 	readOnly   bool
 	writeCache bool
 	id         string // stable identity, see Identity
+	objectSize int64  // bytes per RADOS object of the image
 
 	size atomic.Int64
 
@@ -93,6 +94,7 @@ type Image struct {
 	waiting      map[unsafe.Pointer]chan int64 // completion -> its waiter; guarded by mu
 	closed       bool                          // guarded by mu
 	inflight     sync.WaitGroup
+	stopping     atomic.Bool // set by Close: reap returns
 	reaped       chan struct{}
 
 	// Header updates (a resize by `rbd resize` or another gateway).
@@ -231,6 +233,12 @@ func (img *Image) open(opts backstore.Options) error {
 		return fmt.Errorf("rbd: image %s has %d bytes, not a multiple of block_size %d", img.name, size, opts.BlockSize)
 	}
 	img.size.Store(size)
+	var info C.rbd_image_info_t
+	if r := C.rbd_stat(img.image, &info, C.size_t(unsafe.Sizeof(info))); r < 0 {
+		closeImage()
+		return fmt.Errorf("rbd: stat image %s: %w", img.name, errno(r))
+	}
+	img.objectSize = int64(info.obj_size)
 	var idbuf [64]C.char
 	idlen := C.size_t(len(idbuf))
 	if r := C.rbd_get_id(img.image, &idbuf[0], idlen); r < 0 {
@@ -291,8 +299,8 @@ func (img *Image) reap() {
 	var count [8]byte
 	var comps [maxPoll]C.rbd_completion_t
 	for {
-		if _, err := img.completionFD.Read(count[:]); err != nil {
-			return // closed by Close once nothing is in flight
+		if _, err := img.completionFD.Read(count[:]); err != nil || img.stopping.Load() {
+			return // Close: nothing is in flight
 		}
 		for {
 			n := C.rbd_poll_io_events(img.image, &comps[0], C.int(len(comps)))
@@ -302,13 +310,16 @@ func (img *Image) reap() {
 			for _, c := range comps[:n] {
 				ret := int64(C.rbd_aio_get_return_value(c))
 				img.mu.Lock()
-				done := img.waiting[unsafe.Pointer(c)]
+				done, ok := img.waiting[unsafe.Pointer(c)]
 				delete(img.waiting, unsafe.Pointer(c))
 				img.mu.Unlock()
-				C.rbd_aio_release(c)
-				if done != nil {
-					done <- ret
+				if !ok {
+					// Not one of ours to finish (a completion waited
+					// for with waitBlocking): its owner releases it.
+					continue
 				}
+				C.rbd_aio_release(c)
+				done <- ret
 			}
 			if int(n) < len(comps) {
 				break
@@ -499,7 +510,10 @@ func (img *Image) WriteAt(p []byte, off int64, fua bool) (int, error) {
 	if ret < 0 {
 		return 0, fmt.Errorf("rbd: write %d bytes at %d of %s: %w", len(p), off, img.name, syscall.Errno(-ret))
 	}
-	if fua && img.writeCache {
+	if fua {
+		// Even with rbd_cache off for this connection, an image may turn
+		// the cache on for itself (rbd config image set ... rbd_cache):
+		// a flush is cheap when there is nothing to flush.
 		if err := img.Sync(); err != nil {
 			return 0, err
 		}
@@ -535,20 +549,27 @@ func (img *Image) Close() error {
 	img.mu.Unlock()
 	img.inflight.Wait()
 	img.records.close()
+	// Nothing is in flight. Stop the goroutines that call into librbd
+	// before the image goes: the reaper (woken through its eventfd to see
+	// stopping) and the update watcher (after librbd's last callback).
+	img.stopping.Store(true)
+	one := [8]byte{1}
+	unix.Write(int(img.completionFD.Fd()), one[:])
+	<-img.reaped
+	C.rbd_update_unwatch(img.image, img.updateHandle)
+	img.updateFD.Close()
+	<-img.watched
 	var err error
 	if !img.readOnly {
 		if r := C.rbd_flush(img.image); r < 0 {
 			err = fmt.Errorf("rbd: flush %s: %w", img.name, errno(r))
 		}
 	}
-	C.rbd_update_unwatch(img.image, img.updateHandle)
 	if r := C.rbd_close(img.image); r < 0 && err == nil {
 		err = fmt.Errorf("rbd: close %s: %w", img.name, errno(r))
 	}
+	// Only now: librbd held the eventfd's number until rbd_close.
 	img.completionFD.Close()
-	img.updateFD.Close()
-	<-img.reaped
-	<-img.watched
 	img.ioctx.Destroy()
 	img.conn.Shutdown()
 	return err
@@ -566,7 +587,7 @@ func (img *Image) Unmap(off, length int64, fua bool) error {
 	if ret := req.wait(C.rbd_aio_discard(img.image, C.uint64_t(off), C.uint64_t(length), req.comp)); ret < 0 {
 		return fmt.Errorf("rbd: discard %d bytes at %d of %s: %w", length, off, img.name, syscall.Errno(-ret))
 	}
-	if fua && img.writeCache {
+	if fua {
 		return img.Sync()
 	}
 	return nil
@@ -591,7 +612,7 @@ func (img *Image) WriteZeroes(off, length int64, fua bool) error {
 	if ret := req.wait(C.rbd_aio_write_zeroes(img.image, C.uint64_t(off), C.size_t(length), req.comp, 0, 0)); ret < 0 {
 		return fmt.Errorf("rbd: write zeroes %d bytes at %d of %s: %w", length, off, img.name, syscall.Errno(-ret))
 	}
-	if fua && img.writeCache {
+	if fua {
 		return img.Sync()
 	}
 	return nil
@@ -614,7 +635,7 @@ func (img *Image) WriteSame(pattern []byte, off, length int64, fua bool) error {
 	if ret := req.wait(C.rbd_aio_writesame(img.image, C.uint64_t(off), C.size_t(length), buf, C.size_t(len(pattern)), req.comp, 0)); ret < 0 {
 		return fmt.Errorf("rbd: write same %d bytes at %d of %s: %w", length, off, img.name, syscall.Errno(-ret))
 	}
-	if fua && img.writeCache {
+	if fua {
 		return img.Sync()
 	}
 	return nil
@@ -650,19 +671,36 @@ func (img *Image) CompareAndWrite(compare, write []byte, off int64, fua bool) (m
 	submitted := C.rbd_aio_compare_and_write(img.image, C.uint64_t(off), C.size_t(len(write)), cmp, buf, req.comp, mis, 0)
 	ret := req.waitBlocking(C.int(submitted))
 	if ret == -int64(C.EILSEQ) {
-		// librbd reports the first differing byte's offset in the
-		// compare buffer.
-		return min(int64(*mis), int64(len(compare)-1)), nil
+		return mismatchOffset(uint64(*mis), off, len(compare), img.objectSize), nil
 	}
 	if ret < 0 {
 		return -1, fmt.Errorf("rbd: compare and write %d bytes at %d of %s: %w", len(write), off, img.name, syscall.Errno(-ret))
 	}
-	if fua && img.writeCache {
+	if fua {
 		if err := img.Sync(); err != nil {
 			return -1, err
 		}
 	}
 	return -1, nil
+}
+
+// mismatchOffset turns librbd's report of the first differing byte of a
+// compare-and-write of length bytes at off into an offset in the compare
+// buffer. librbd reports an image offset: since Quincy off plus the index,
+// in Pacific the start of the object plus the index. A compare lies within
+// one 512-byte sector, so the two readings differ unless off starts its
+// object, where they agree.
+func mismatchOffset(reported uint64, off int64, length int, objectSize int64) int64 {
+	r := int64(reported)
+	if r >= off && r-off < int64(length) {
+		return r - off
+	}
+	if objectSize > 0 {
+		if start := off / objectSize * objectSize; r >= start && r-start < int64(length) {
+			return r - start
+		}
+	}
+	return 0 // not a reading of either kind: the first byte
 }
 
 // Resize implements backstore.Resizer: size 0 takes the image's size now

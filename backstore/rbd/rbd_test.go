@@ -209,7 +209,7 @@ func TestUnmapZeroesAndWriteSame(t *testing.T) {
 }
 
 func TestCompareAndWrite(t *testing.T) {
-	img, _ := newImage(t, 4<<20)
+	img, _ := newImage(t, 8<<20)
 	old := random(512)
 	if _, err := img.WriteAt(old, 8192, false); err != nil {
 		t.Fatal(err)
@@ -236,6 +236,17 @@ func TestCompareAndWrite(t *testing.T) {
 	img.ReadAt(got, 8192)
 	if !bytes.Equal(got, newData) {
 		t.Fatal("a mismatching compare wrote")
+	}
+	// A miscompare in another object than the first reports its offset
+	// in the compare buffer too.
+	far := int64(4<<20 + 8192)
+	if _, err := img.WriteAt(old, far, false); err != nil {
+		t.Fatal(err)
+	}
+	stale2 := append([]byte(nil), old...)
+	stale2[300] ^= 0xFF
+	if mis, err := img.CompareAndWrite(stale2, random(512), far, false); err != nil || mis != 300 {
+		t.Fatalf("mismatch in object 1: offset %d, %v; want 300", mis, err)
 	}
 	// Beyond one sector librbd (Pacific) refuses; the caller falls back.
 	for _, r := range [][2]int{{8192, 4096}, {8192 + 256, 512}} {
@@ -414,5 +425,26 @@ func TestCloseWaitsForIO(t *testing.T) {
 	}
 	if _, err := img.ReadAt(make([]byte, 512), 0); !errors.Is(err, backstore.ErrClosed) {
 		t.Fatalf("read after close: %v", err)
+	}
+}
+
+func TestMismatchOffset(t *testing.T) {
+	const obj = 4 << 20
+	for _, tc := range []struct {
+		reported uint64
+		off      int64
+		want     int64
+	}{
+		{100, 8192, 100},                // Pacific, object 0: object start + index
+		{obj + 100, obj + 8192, 100},    // Pacific, object 1
+		{8192 + 100, 8192, 100},         // Quincy and later: off + index
+		{obj + 8292, obj + 8192, 100},   // later, object 1
+		{obj + 7, obj, 7},               // off starts its object: both agree
+		{123456789, obj + 8192, 0},      // neither: the first byte
+		{3*obj + 511, 3*obj + 512, 511}, // Pacific, last byte of a sector
+	} {
+		if got := mismatchOffset(tc.reported, tc.off, 512, obj); got != tc.want {
+			t.Errorf("mismatchOffset(%d, %d) = %d, want %d", tc.reported, tc.off, got, tc.want)
+		}
 	}
 }
