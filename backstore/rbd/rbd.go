@@ -123,26 +123,13 @@ func Open(opts backstore.Options) (backstore.Backstore, error) {
 	if client == "" {
 		client = DefaultClientID
 	}
-	conn, err := rados.NewConnWithUser(client)
+	conn, err := newConn(conf, client, opts.Keyring, nil)
 	if err != nil {
-		return nil, fmt.Errorf("rbd: client %q: %w", client, err)
+		return nil, err
 	}
 	fail := func(err error) (backstore.Backstore, error) {
 		conn.Shutdown()
 		return nil, err
-	}
-	if err := conn.ReadConfigFile(conf); err != nil {
-		return fail(fmt.Errorf("rbd: read %s: %w", conf, err))
-	}
-	if opts.Keyring != "" {
-		if err := conn.SetConfigOption("keyring", opts.Keyring); err != nil {
-			return fail(fmt.Errorf("rbd: keyring %s: %w", opts.Keyring, err))
-		}
-	}
-	// A cluster that cannot be reached fails the open instead of hanging
-	// the server's start.
-	if err := conn.SetConfigOption("client_mount_timeout", "30"); err != nil {
-		return fail(err)
 	}
 	// librbd's own write-back cache is the LUN's volatile write cache:
 	// off unless write_cache says so, so that an acknowledged write is on
@@ -165,6 +152,19 @@ func Open(opts backstore.Options) (backstore.Backstore, error) {
 	if err := conn.Connect(); err != nil {
 		return fail(fmt.Errorf("rbd: connect to the cluster of %s as client.%s: %w", conf, client, err))
 	}
+	// The shared records' connection: every operation bounded.
+	recordsConn := func() (*rados.Conn, error) {
+		c, err := newConn(conf, client, opts.Keyring, map[string]string{
+			"rados_osd_op_timeout": opTimeout, "rados_mon_op_timeout": opTimeout})
+		if err != nil {
+			return nil, err
+		}
+		if err := c.Connect(); err != nil {
+			c.Shutdown()
+			return nil, fmt.Errorf("rbd: connect to the cluster of %s as client.%s: %w", conf, client, err)
+		}
+		return c, nil
+	}
 	ioctx, err := conn.OpenIOContext(opts.Pool)
 	if err != nil {
 		return fail(fmt.Errorf("rbd: pool %q: %w", opts.Pool, err))
@@ -179,12 +179,44 @@ func Open(opts backstore.Options) (backstore.Backstore, error) {
 		reaped:     make(chan struct{}),
 		watched:    make(chan struct{}),
 	}
-	img.records.ioctx = ioctx
+	img.records.connect, img.records.pool = recordsConn, opts.Pool
 	if err := img.open(opts); err != nil {
 		ioctx.Destroy()
 		return fail(err)
 	}
 	return img, nil
+}
+
+// newConn prepares (does not connect) a cluster connection from a
+// ceph.conf, a client name and a keyring, with options on top.
+func newConn(conf, client, keyring string, options map[string]string) (*rados.Conn, error) {
+	conn, err := rados.NewConnWithUser(client)
+	if err != nil {
+		return nil, fmt.Errorf("rbd: client %q: %w", client, err)
+	}
+	if err := conn.ReadConfigFile(conf); err != nil {
+		conn.Shutdown()
+		return nil, fmt.Errorf("rbd: read %s: %w", conf, err)
+	}
+	if keyring != "" {
+		if err := conn.SetConfigOption("keyring", keyring); err != nil {
+			conn.Shutdown()
+			return nil, fmt.Errorf("rbd: keyring %s: %w", keyring, err)
+		}
+	}
+	// A cluster that cannot be reached fails the open instead of hanging
+	// the server's start.
+	if options == nil {
+		options = map[string]string{}
+	}
+	options["client_mount_timeout"] = "30"
+	for opt, val := range options {
+		if err := conn.SetConfigOption(opt, val); err != nil {
+			conn.Shutdown()
+			return nil, fmt.Errorf("rbd: %s: %w", opt, err)
+		}
+	}
+	return conn, nil
 }
 
 // open opens the image, creating or growing it to opts.Size, and starts

@@ -40,19 +40,44 @@ const (
 	nonceLen = 8
 )
 
+// recordSet is an image's records. They have a cluster connection of
+// their own, with timeouts on every operation (the image's data path has
+// none: librbd retries I/O until the cluster answers): a gateway cut off
+// from the cluster then learns it within opTimeout and refuses what a
+// reservation could refuse, instead of hanging with the state's lock held.
+// Their own I/O context also keeps librados's per-context "last version"
+// to their operations alone.
 type recordSet struct {
-	ioctx   *rados.IOContext
 	imageID string
+	connect func() (*rados.Conn, error) // a new connection to the image's cluster
+	pool    string
 
 	mu      sync.Mutex // serializes operations: GetLastVersion is per ioctx
-	records []*record  // guarded by mu
+	conn    *rados.Conn
+	ioctx   *rados.IOContext // guarded by mu; opened by the first Record
+	records []*record        // guarded by mu
 }
+
+// opTimeout bounds each RADOS operation on a record.
+const opTimeout = "15"
 
 // Record implements backstore.Shared.
 func (img *Image) Record(name string) (backstore.Record, error) {
 	rs := &img.records
 	rs.mu.Lock()
 	defer rs.mu.Unlock()
+	if rs.ioctx == nil {
+		conn, err := rs.connect()
+		if err != nil {
+			return nil, err
+		}
+		ioctx, err := conn.OpenIOContext(rs.pool)
+		if err != nil {
+			conn.Shutdown()
+			return nil, fmt.Errorf("rbd: pool %q: %w", rs.pool, err)
+		}
+		rs.conn, rs.ioctx = conn, ioctx
+	}
 	r := &record{set: rs, oid: "blockport." + rs.imageID + "." + name, name: img.name + " record " + name, stop: make(chan struct{})}
 	if _, err := rand.Read(r.nonce[:]); err != nil {
 		return nil, err
@@ -74,6 +99,10 @@ func (rs *recordSet) close() {
 	for _, r := range records {
 		r.close()
 	}
+	if rs.ioctx != nil {
+		rs.ioctx.Destroy()
+		rs.conn.Shutdown()
+	}
 }
 
 type record struct {
@@ -93,21 +122,25 @@ func (r *record) Load() ([]byte, uint64, error) {
 	rs := r.set
 	rs.mu.Lock()
 	defer rs.mu.Unlock()
-	buf := make([]byte, maxRecord)
-	op := rados.CreateReadOp()
-	defer op.Release()
-	step := op.Read(0, buf)
-	if err := op.Operate(rs.ioctx, r.oid, rados.OperationNoFlag); err != nil {
-		return nil, 0, fmt.Errorf("rbd: read %s: %w", r.oid, err)
+	// Most records are small: start with 64 KiB, and read again with a
+	// larger buffer while one is filled up.
+	for size := 64 << 10; ; size *= 4 {
+		buf := make([]byte, size)
+		n, err := rs.ioctx.Read(r.oid, buf, 0)
+		if err != nil {
+			return nil, 0, fmt.Errorf("rbd: read %s: %w", r.oid, err)
+		}
+		version, err := rs.ioctx.GetLastVersion()
+		if err != nil {
+			return nil, 0, err
+		}
+		if n < size {
+			return buf[:n:n], version, nil
+		}
+		if size >= maxRecord {
+			return nil, 0, fmt.Errorf("rbd: %s is larger than %d bytes", r.oid, maxRecord)
+		}
 	}
-	version, err := rs.ioctx.GetLastVersion()
-	if err != nil {
-		return nil, 0, err
-	}
-	if step.BytesRead >= maxRecord {
-		return nil, 0, fmt.Errorf("rbd: %s is larger than %d bytes", r.oid, maxRecord)
-	}
-	return buf[:step.BytesRead:step.BytesRead], version, nil
 }
 
 // Store implements backstore.Record.
@@ -208,7 +241,9 @@ func (r *record) watch(w *rados.Watcher, changed func(note []byte)) {
 				case <-time.After(time.Second):
 				}
 			}
-			changed(nil) // reload what changed between the two watches
+			// Watching again: an empty note has the watcher reload what
+			// changed between the two watches and trust its copy again.
+			changed([]byte{})
 		}
 	}
 }

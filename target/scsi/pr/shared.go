@@ -61,9 +61,7 @@ var ErrStateUnavailable = errors.New("pr: shared reservation state unavailable")
 // Call Watch once the LU can take notices.
 func NewShared(sh Shared) (*State, error) {
 	s := &State{shared: sh, st: snapshot{Holder: -1}}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if err := s.refreshLocked(); err != nil {
+	if err := s.refresh(); err != nil {
 		return nil, err
 	}
 	return s, nil
@@ -74,24 +72,29 @@ func (s *State) IsShared() bool { return s.shared != nil }
 
 // Watch starts taking other servers' changes: each is loaded, and fn gets
 // the notices and preempted registrations they carried (nil when the
-// watch was lost and changes may have been missed).
+// watch was lost and changes may have been missed). While the watch is
+// lost, every check loads the record first (see Conflicts).
 func (s *State) Watch(fn func(*Result)) error {
 	if s.shared == nil {
 		return nil
 	}
-	return s.shared.Watch(func(note []byte) {
-		s.mu.Lock()
+	err := s.shared.Watch(func(note []byte) {
 		if note == nil {
-			// Changes may have been missed: answer nothing from
-			// memory until a load succeeds.
+			// Changes may be missed until the watch is back: answer
+			// nothing from memory until then.
+			s.unwatched.Store(true)
 			s.stale.Store(true)
-		}
-		err := s.refreshLocked()
-		s.mu.Unlock()
-		if note == nil || err != nil {
+			s.refresh()
 			fn(nil)
 			return
 		}
+		if err := s.refresh(); err != nil {
+			fn(nil)
+			return
+		}
+		// Watching again (an empty note after a lost watch) or a change:
+		// the copy is current.
+		s.unwatched.Store(false)
 		res, err := decodeNote(note)
 		if err != nil {
 			fn(nil)
@@ -99,6 +102,13 @@ func (s *State) Watch(fn func(*Result)) error {
 		}
 		fn(res)
 	})
+	if err != nil {
+		return err
+	}
+	// A change stored between NewShared's load and the watch was told to
+	// nobody here.
+	s.refresh()
+	return nil
 }
 
 // Refresh brings the copy in memory up to date with the shared record; it
@@ -107,27 +117,30 @@ func (s *State) Refresh() error {
 	if s.shared == nil {
 		return nil
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.refreshLocked()
+	return s.refresh()
 }
 
-// refreshLocked loads the record when its version moved. On failure the
-// copy is marked stale.
-func (s *State) refreshLocked() error {
+// refresh loads the record, without holding mu during the round trip,
+// and takes the state in when it is newer than the copy (or the copy is
+// stale). On failure the copy is marked stale.
+func (s *State) refresh() error {
 	value, version, err := s.shared.Load()
 	if err != nil {
 		s.stale.Store(true)
 		return fmt.Errorf("%w: %v", ErrStateUnavailable, err)
 	}
-	if version != s.version || s.stale.Load() {
-		st := snapshot{Holder: -1}
-		if len(bytes.TrimSpace(value)) > 0 {
-			if st, err = decode(value); err != nil {
-				s.stale.Store(true)
-				return fmt.Errorf("%w: %v", ErrStateUnavailable, err)
-			}
+	st := snapshot{Holder: -1}
+	if len(bytes.TrimSpace(value)) > 0 {
+		if st, err = decode(value); err != nil {
+			s.stale.Store(true)
+			return fmt.Errorf("%w: %v", ErrStateUnavailable, err)
 		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	// Record versions only grow: an older load that finishes after a
+	// newer one changes nothing.
+	if version > s.version || s.stale.Load() {
 		s.st, s.version = st, version
 	}
 	s.stale.Store(false)
@@ -136,8 +149,8 @@ func (s *State) refreshLocked() error {
 }
 
 // outShared is Out for shared state. The other servers are notified
-// after mu is released: one of them may be notifying this one at the same
-// time, and its note is taken in under mu.
+// without mu held: one of them may be notifying this one at the same time,
+// and its note is taken in under mu.
 func (s *State) outShared(n Nexus, r *OutRequest) (Result, error) {
 	res, note, err := s.storeShared(n, r)
 	if err != nil || note == nil {
@@ -150,46 +163,53 @@ func (s *State) outShared(n Nexus, r *OutRequest) (Result, error) {
 }
 
 // storeShared applies r to the shared state; note is what to tell the
-// other servers, nil when nothing changed.
+// other servers, nil when nothing changed. outMu keeps this server's PR
+// OUTs in order; mu is held only to read and to install the state, never
+// across a round trip to the record, so I/O checks do not wait on it.
 func (s *State) storeShared(n Nexus, r *OutRequest) (Result, []byte, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.scsi2 != nil && *s.scsi2 != n {
-		return Result{}, nil, ErrConflict
-	}
+	s.outMu.Lock()
+	defer s.outMu.Unlock()
 	for range maxStoreAttempts {
-		if err := s.refreshLocked(); err != nil {
+		if err := s.refresh(); err != nil {
 			return Result{}, nil, err
 		}
-		before := s.st.clone()
-		res, changed, err := s.st.out(n, r)
+		s.mu.Lock()
+		if s.scsi2 != nil && *s.scsi2 != n {
+			s.mu.Unlock()
+			return Result{}, nil, ErrConflict
+		}
+		st, version := s.st.clone(), s.version
+		s.mu.Unlock()
+		res, changed, err := st.out(n, r)
 		if err != nil || !changed {
-			s.st = before
 			return res, nil, err
 		}
-		value, err := encode(&s.st)
+		value, err := encode(&st)
 		if err != nil {
-			s.st = before
 			return Result{}, nil, err
 		}
 		note, err := encodeNote(&res)
 		if err != nil {
-			s.st = before
 			return Result{}, nil, err
 		}
-		version, ok, err := s.shared.Store(value, s.version)
+		newVersion, ok, err := s.shared.Store(value, version)
 		if err != nil {
-			s.st = before
+			// The write may or may not have been applied: reload
+			// before answering from memory again.
+			s.stale.Store(true)
 			return Result{}, nil, fmt.Errorf("%w: %v", ErrStateUnavailable, err)
 		}
 		if ok {
-			s.version = version
-			s.updateActiveLocked()
+			s.mu.Lock()
+			if newVersion > s.version {
+				s.st, s.version = st, newVersion
+				s.updateActiveLocked()
+			}
+			s.mu.Unlock()
 			return res, note, nil
 		}
 		// Another server changed the state first: apply the request to
 		// what it stored.
-		s.st = before
 	}
 	return Result{}, nil, fmt.Errorf("%w: %d concurrent changes in a row", ErrStateUnavailable, maxStoreAttempts)
 }

@@ -82,6 +82,14 @@ func (v *memView) lose() {
 	fn(nil)
 }
 
+// rewatch tells v's watcher that it watches again.
+func (v *memView) rewatch() {
+	v.rec.mu.Lock()
+	fn := v.rec.watchers[v]
+	v.rec.mu.Unlock()
+	fn([]byte{})
+}
+
 // gateways returns two states on one record and what each was told.
 func gateways(t *testing.T) (a, b *State, rec *memRecord, va, vb *memView, toldB *[]*Result) {
 	t.Helper()
@@ -266,5 +274,38 @@ func TestSharedConcurrentChangesDoNotDeadlock(t *testing.T) {
 	b.Refresh()
 	if ka, kb := a.In(ReadKeys), b.In(ReadKeys); string(ka) != string(kb) || len(ka) != 8+16 {
 		t.Fatalf("the gateways end with different keys: % x and % x", ka, kb)
+	}
+}
+
+// TestSharedStateUnwatchedLoadsEveryTime: after a lost watch, a change the
+// gateway was never told of is enforced on the next command, until the
+// watch is back.
+func TestSharedStateUnwatchedLoadsEveryTime(t *testing.T) {
+	a, b, _, va, vb, _ := gateways(t)
+	nexC2 := nexC
+	nexC2.TPGT = 2
+	register(t, a, nexA, 0xA)
+	vb.lose()
+	if b.Conflicts(nexC2, Write) {
+		t.Fatal("no reservation yet")
+	}
+	// A reserves, but the note never reaches B (it is not watching):
+	// store the new state behind B's back.
+	st := a.st.clone()
+	if _, _, err := st.out(nexA, &OutRequest{Action: Reserve, Key: 0xA, Type: WriteExclusive}); err != nil {
+		t.Fatal(err)
+	}
+	value, _ := encode(&st)
+	_, version, _ := va.Load()
+	if _, ok, err := va.Store(value, version); !ok || err != nil {
+		t.Fatalf("store: %v %v", ok, err)
+	}
+	if !b.Conflicts(nexC2, Write) {
+		t.Fatal("an unwatched gateway answered from its old copy")
+	}
+	// Watching again: B takes notes as before.
+	vb.rewatch()
+	if b.unwatched.Load() {
+		t.Fatal("still unwatched after the watch came back")
 	}
 }

@@ -84,9 +84,11 @@ type State struct {
 	// shared holds the persistent state of an LU several servers serve
 	// (shared.go); nil keeps it here. version is the record version st
 	// was loaded from (guarded by mu); stale means st may be behind it.
-	shared  Shared
-	version uint64
-	stale   atomic.Bool
+	shared    Shared
+	version   uint64
+	stale     atomic.Bool
+	unwatched atomic.Bool // the record's watch is lost: load before every check
+	outMu     sync.Mutex  // serializes this server's PR OUTs on shared state
 
 	// active is true while any registration, persistent reservation or
 	// SCSI-2 reservation exists: Conflicts skips the lock when it is false.
@@ -177,15 +179,15 @@ func (s *State) Conflicts(n Nexus, c Class) bool {
 	if c == Exempt {
 		return false
 	}
-	if s.stale.Load() {
+	if s.stale.Load() || s.unwatched.Load() {
 		// A shared state that may have missed changes (shared.go): load
 		// it first, and refuse what a reservation could refuse while
 		// it cannot be loaded.
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		if err := s.refreshLocked(); err != nil {
+		if err := s.refresh(); err != nil {
 			return c != Allowed && c != Release2
 		}
+		s.mu.Lock()
+		defer s.mu.Unlock()
 		return s.conflictsLocked(n, c)
 	}
 	if !s.active.Load() {
