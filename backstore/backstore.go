@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"slices"
 	"sync"
 )
@@ -60,6 +61,10 @@ type Options struct {
 	// CephConf describes, reached as client.ClientID with the secret in
 	// Keyring (empty: the one ceph.conf names).
 	Pool, Image, CephConf, ClientID, Keyring string
+
+	// Logger, when set, takes what a backstore has to report while it
+	// serves (an RBD gateway fencing another); nil is slog.Default().
+	Logger *slog.Logger
 }
 
 // KindRBD is the Ceph RBD backstore's kind. Package backstore/rbd

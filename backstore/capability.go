@@ -142,10 +142,16 @@ type Record interface {
 	Store(value []byte, version uint64) (newVersion uint64, ok bool, err error)
 	// Notify gives note to the other servers watching the record and
 	// returns once their Watch functions have returned, or they did not
-	// answer in time (they then lose their watch, and reload).
-	Notify(note []byte) error
+	// answer in time. With fence, every other server that uses the record
+	// and did not take the note in (its function failed, it did not
+	// answer, it no longer watches) is cut off from the medium before
+	// Notify returns (an RBD gateway is blocklisted); an error says one
+	// could not be.
+	Notify(note []byte, fence bool) error
 	// Watch calls changed, from a goroutine of its own, with the note of
-	// every Notify of another server; with nil when the watch was lost and
-	// changes may have been missed: reload before trusting a copy.
-	Watch(changed func(note []byte)) error
+	// every Notify of another server; an error from changed tells that
+	// server the note was not taken in. changed gets nil when the watch
+	// was lost and changes may have been missed (reload before trusting a
+	// copy), and an empty note once it watches again.
+	Watch(changed func(note []byte) error) error
 }

@@ -462,6 +462,15 @@ func (s *Server) Kill() {
 	<-s.exited
 }
 
+// Signal sends sig to the server's process group (SIGSTOP and SIGCONT
+// freeze and thaw it: a gateway that is alive but does not answer).
+func (s *Server) Signal(sig syscall.Signal) {
+	s.t.Helper()
+	if s.Running() {
+		_ = syscall.Kill(-s.cmd.Process.Pid, sig)
+	}
+}
+
 // Restart stops the server gracefully and starts it on the same address.
 func (s *Server) Restart() {
 	s.t.Helper()

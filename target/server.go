@@ -131,6 +131,7 @@ func (s *Server) openLU(target string, lc config.LUN, ids *identity) (*scsi.LU, 
 		CephConf:   lc.CephConf,
 		ClientID:   lc.ClientID,
 		Keyring:    lc.Keyring,
+		Logger:     s.log.With("target", target, "lun", lc.ID),
 	})
 	if err != nil {
 		return nil, nil, fmt.Errorf("target %s lun %d: %w", target, lc.ID, err)

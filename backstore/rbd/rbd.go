@@ -44,8 +44,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -169,6 +171,10 @@ func Open(opts backstore.Options) (backstore.Backstore, error) {
 	if err != nil {
 		return fail(fmt.Errorf("rbd: pool %q: %w", opts.Pool, err))
 	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.Default()
+	}
 	img := &Image{
 		name:       opts.Pool + "/" + opts.Image,
 		conn:       conn,
@@ -179,12 +185,37 @@ func Open(opts backstore.Options) (backstore.Backstore, error) {
 		reaped:     make(chan struct{}),
 		watched:    make(chan struct{}),
 	}
-	img.records.connect, img.records.pool = recordsConn, opts.Pool
+	img.records.connect, img.records.pool, img.records.dataConn = recordsConn, opts.Pool, conn
+	img.records.log = log
 	if err := img.open(opts); err != nil {
 		ioctx.Destroy()
 		return fail(err)
 	}
 	return img, nil
+}
+
+// clientAddrs returns the addresses of connected clients in the form the
+// blocklist takes (ip:port/nonce), from rados_getaddrs's list of
+// [v2:ip:port/nonce,v1:ip:port/nonce].
+func clientAddrs(conns ...*rados.Conn) ([]string, error) {
+	var out []string
+	for _, c := range conns {
+		var cs *C.char
+		if r := C.rados_getaddrs(C.rados_t(c.Cluster()), &cs); r < 0 {
+			return nil, fmt.Errorf("rbd: client addresses: %w", errno(r))
+		}
+		list := C.GoString(cs)
+		C.free(unsafe.Pointer(cs))
+		list = strings.Trim(list, "[]")
+		for _, a := range strings.Split(list, ",") {
+			a = strings.TrimPrefix(strings.TrimPrefix(strings.TrimSpace(a), "v2:"), "v1:")
+			a = strings.TrimPrefix(a, "any:")
+			if a != "" && !slices.Contains(out, a) {
+				out = append(out, a)
+			}
+		}
+	}
+	return out, nil
 }
 
 // newConn prepares (does not connect) a cluster connection from a

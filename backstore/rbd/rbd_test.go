@@ -313,11 +313,11 @@ func TestRecordsCompareAndSwapAndNotify(t *testing.T) {
 		t.Fatal(err)
 	}
 	notes := make(chan string, 10)
-	if err := rb.Watch(func(note []byte) { notes <- fmt.Sprintf("%q", note) }); err != nil {
+	if err := rb.Watch(func(note []byte) error { notes <- fmt.Sprintf("%q", note); return nil }); err != nil {
 		t.Fatal(err)
 	}
 	ownNotes := make(chan string, 10)
-	if err := ra.Watch(func(note []byte) { ownNotes <- string(note) }); err != nil {
+	if err := ra.Watch(func(note []byte) error { ownNotes <- string(note); return nil }); err != nil {
 		t.Fatal(err)
 	}
 	value, v0, err := ra.Load()
@@ -328,7 +328,7 @@ func TestRecordsCompareAndSwapAndNotify(t *testing.T) {
 	if err != nil || !ok || v1 == v0 {
 		t.Fatalf("store: v%d, %v, %v", v1, ok, err)
 	}
-	if err := ra.Notify([]byte("n1")); err != nil {
+	if err := ra.Notify([]byte("n1"), false); err != nil {
 		t.Fatal(err)
 	}
 	// The notification reached b before Notify returned.
@@ -446,5 +446,73 @@ func TestMismatchOffset(t *testing.T) {
 		if got := mismatchOffset(tc.reported, tc.off, 512, obj); got != tc.want {
 			t.Errorf("mismatchOffset(%d, %d) = %d, want %d", tc.reported, tc.off, got, tc.want)
 		}
+	}
+}
+
+// TestRecordsFenceGatewayThatDidNotTakeNote: a member that answers that it
+// could not take a fencing note in is blocklisted: its writes to the image
+// fail from then on, the notifier's go on.
+func TestRecordsFenceGatewayThatDidNotTakeNote(t *testing.T) {
+	a, opts := newImage(t, 1<<20)
+	opts.Size = 0
+	bs, err := backstore.Open(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := bs.(*Image)
+	ra, err := a.Record("pr")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rb, err := b.Record("pr")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ra.Watch(func([]byte) error { return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if err := rb.Watch(func([]byte) error { return errors.New("tasks stuck") }); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.WriteAt(make([]byte, 512), 0, false); err != nil {
+		t.Fatal("b writes before the fence:", err)
+	}
+	// Without fence nothing happens to b.
+	if err := ra.Notify([]byte("{}"), false); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.WriteAt(make([]byte, 512), 0, false); err != nil {
+		t.Fatal("b writes after a note without fence:", err)
+	}
+	if err := ra.Notify([]byte("{}"), true); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := b.WriteAt(bytes.Repeat([]byte{'b'}, 512), 0, false)
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Fatal("a fenced gateway's write succeeded")
+		}
+		t.Logf("fenced gateway's write: %v", err)
+	case <-time.After(60 * time.Second):
+		t.Fatal("a fenced gateway's write neither failed nor finished in 60 s")
+	}
+	if _, err := a.WriteAt(bytes.Repeat([]byte{'a'}, 512), 0, false); err != nil {
+		t.Fatal("the fencing gateway cannot write:", err)
+	}
+	got := make([]byte, 512)
+	if _, err := a.ReadAt(got, 0); err != nil || got[0] != 'a' {
+		t.Fatalf("block 0 after the fence: %q, %v", got[:1], err)
+	}
+	closed := make(chan error, 1)
+	go func() { closed <- b.Close() }()
+	select {
+	case <-closed:
+	case <-time.After(60 * time.Second):
+		t.Fatal("closing a fenced image hangs")
 	}
 }

@@ -4,9 +4,12 @@ package rbd
 
 import (
 	"crypto/rand"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -52,9 +55,14 @@ type recordSet struct {
 	connect func() (*rados.Conn, error) // a new connection to the image's cluster
 	pool    string
 
+	dataConn *rados.Conn // the image's connection, for its addresses
+	log      *slog.Logger
+
 	mu      sync.Mutex // serializes operations: GetLastVersion is per ioctx
 	conn    *rados.Conn
 	ioctx   *rados.IOContext // guarded by mu; opened by the first Record
+	gid     string           // conn's client id: this gateway's member key
+	addrs   []string         // this gateway's client addresses, to fence it
 	records []*record        // guarded by mu
 }
 
@@ -77,6 +85,18 @@ func (img *Image) Record(name string) (backstore.Record, error) {
 			return nil, fmt.Errorf("rbd: pool %q: %w", rs.pool, err)
 		}
 		rs.conn, rs.ioctx = conn, ioctx
+		// Who this gateway is to the others: the records connection's
+		// client id, and the addresses a fence must blocklist (the data
+		// connection's, whose writes matter, and this one's).
+		rs.gid = strconv.FormatUint(conn.GetInstanceID(), 10)
+		addrs, err := clientAddrs(rs.dataConn, conn)
+		if err != nil {
+			rs.ioctx.Destroy()
+			rs.conn.Shutdown()
+			rs.conn, rs.ioctx = nil, nil
+			return nil, err
+		}
+		rs.addrs = addrs
 	}
 	r := &record{set: rs, oid: "blockport." + rs.imageID + "." + name, name: img.name + " record " + name, stop: make(chan struct{})}
 	if _, err := rand.Read(r.nonce[:]); err != nil {
@@ -86,6 +106,9 @@ func (img *Image) Record(name string) (backstore.Record, error) {
 	// object fails); an idempotent create leaves an existing one alone.
 	if err := rs.ioctx.Create(r.oid, rados.CreateIdempotent); err != nil {
 		return nil, fmt.Errorf("rbd: create %s: %w", r.oid, err)
+	}
+	if err := rs.ioctx.SetOmap(r.oid, map[string][]byte{rs.gid: []byte(strings.Join(rs.addrs, ","))}); err != nil {
+		return nil, fmt.Errorf("rbd: join %s: %w", r.oid, err)
 	}
 	rs.records = append(rs.records, r)
 	return r, nil
@@ -98,6 +121,7 @@ func (rs *recordSet) close() {
 	rs.mu.Unlock()
 	for _, r := range records {
 		r.close()
+		rs.leave(r.oid) // a clean leave: nobody needs to fence us
 	}
 	if rs.ioctx != nil {
 		rs.ioctx.Destroy()
@@ -171,24 +195,97 @@ func (r *record) Store(value []byte, version uint64) (uint64, bool, error) {
 	return newVersion, true, nil
 }
 
-// Notify implements backstore.Record.
-func (r *record) Notify(note []byte) error {
+// Notify implements backstore.Record. With fence, every other gateway
+// that has joined the record (member) and did not acknowledge the note as
+// taken in is blocklisted from the cluster before Notify returns: its
+// queued and future writes to the image are refused by the OSDs, so none
+// of a preempted initiator's writes through it lands afterwards. A
+// gateway that is alive but cut off, or stopped, is fenced as surely as a
+// dead one.
+func (r *record) Notify(note []byte, fence bool) error {
+	rs := r.set
 	msg := append(r.nonce[:len(r.nonce):len(r.nonce)], note...)
-	_, timeouts, err := r.set.ioctx.NotifyWithTimeout(r.oid, msg, notifyTimeout)
+	acks, timeouts, err := rs.ioctx.NotifyWithTimeout(r.oid, msg, notifyTimeout)
 	if err != nil || len(timeouts) > 0 {
-		// A gateway that does not answer has lost its watch by
-		// watchTimeout and reloads before trusting its copy.
-		slog.Warn("rbd: a gateway did not acknowledge a shared state change in time", "record", r.name,
+		rs.log.Warn("rbd: a gateway did not acknowledge a shared state change in time", "record", r.name,
 			"unanswered", len(timeouts), "error", err)
 	}
+	if !fence {
+		if err != nil {
+			return fmt.Errorf("rbd: notify %s: %w", r.oid, err)
+		}
+		return nil
+	}
+	took := map[string]bool{}
+	for _, a := range acks {
+		if string(a.Response) == ackTaken {
+			took[strconv.FormatUint(uint64(a.NotifierID), 10)] = true
+		}
+	}
+	members, merr := rs.members(r.oid)
+	if merr != nil {
+		return merr
+	}
+	var fenceErr error
+	for gid, addrs := range members {
+		if gid == rs.gid || took[gid] {
+			continue
+		}
+		rs.log.Warn("rbd: fencing a gateway that did not take a reservation change in (blocklisting it)",
+			"record", r.name, "client", gid, "addresses", addrs)
+		if err := rs.blocklist(addrs); err != nil {
+			fenceErr = fmt.Errorf("rbd: fence gateway client %s of %s: %w", gid, r.oid, err)
+			continue
+		}
+		rs.mu.Lock()
+		rs.ioctx.RmOmapKeys(r.oid, []string{gid})
+		rs.mu.Unlock()
+	}
+	return fenceErr
+}
+
+// ackTaken is the acknowledgement of a note the watcher took in.
+const ackTaken = "taken"
+
+// leave removes this gateway from record oid (a clean close).
+func (rs *recordSet) leave(oid string) {
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	rs.ioctx.RmOmapKeys(oid, []string{rs.gid})
+}
+
+// members lists the gateways that joined record oid: client id to addresses.
+func (rs *recordSet) members(oid string) (map[string][]string, error) {
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	vals, err := rs.ioctx.GetAllOmapValues(oid, "", "", 256)
 	if err != nil {
-		return fmt.Errorf("rbd: notify %s: %w", r.oid, err)
+		return nil, fmt.Errorf("rbd: members of %s: %w", oid, err)
+	}
+	out := make(map[string][]string, len(vals))
+	for gid, v := range vals {
+		out[gid] = strings.Split(string(v), ",")
+	}
+	return out, nil
+}
+
+// blocklist adds client addresses to the cluster's blocklist (the OSDs
+// then refuse their operations; the entry expires after an hour).
+func (rs *recordSet) blocklist(addrs []string) error {
+	for _, addr := range addrs {
+		if addr == "" {
+			continue
+		}
+		cmd, _ := json.Marshal(map[string]string{"prefix": "osd blocklist", "blocklistop": "add", "addr": addr})
+		if _, status, err := rs.conn.MonCommand(cmd); err != nil {
+			return fmt.Errorf("osd blocklist add %s: %v (%s)", addr, err, status)
+		}
 	}
 	return nil
 }
 
 // Watch implements backstore.Record.
-func (r *record) Watch(changed func(note []byte)) error {
+func (r *record) Watch(changed func(note []byte) error) error {
 	w, err := r.set.ioctx.WatchWithTimeout(r.oid, watchTimeout)
 	if err != nil {
 		return fmt.Errorf("rbd: watch %s: %w", r.oid, err)
@@ -208,7 +305,7 @@ func (r *record) Watch(changed func(note []byte)) error {
 
 // watch serves one record's notifications until close, and watches again
 // after a lost watch.
-func (r *record) watch(w *rados.Watcher, changed func(note []byte)) {
+func (r *record) watch(w *rados.Watcher, changed func(note []byte) error) {
 	defer close(r.stopped)
 	for {
 		select {
@@ -217,17 +314,23 @@ func (r *record) watch(w *rados.Watcher, changed func(note []byte)) {
 			return
 		case ev := <-w.Events():
 			own := len(ev.Data) >= nonceLen && string(ev.Data[:nonceLen]) == string(r.nonce[:])
+			ack := []byte(ackTaken)
 			if !own {
 				note := []byte{}
 				if len(ev.Data) > nonceLen {
 					note = ev.Data[nonceLen:]
 				}
-				changed(note)
+				if err := changed(note); err != nil {
+					// Not taken in: the notifier fences this gateway
+					// if it must.
+					r.set.log.Warn("rbd: a shared state change could not be taken in", "record", r.name, "error", err)
+					ack = []byte("failed")
+				}
 			}
-			ev.Ack(nil)
+			ev.Ack(ack)
 		case err := <-w.Errors():
 			// Changes may have been missed while the watch was down.
-			slog.Warn("rbd: shared state watch lost; watching again", "record", r.name, "error", err)
+			r.set.log.Warn("rbd: shared state watch lost; watching again", "record", r.name, "error", err)
 			changed(nil)
 			w.Delete()
 			for {

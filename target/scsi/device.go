@@ -55,7 +55,7 @@ func (d *Device) AddLU(lun uint64, lu *LU) error {
 	}
 	if lu.pr.IsShared() && !lu.prWatched {
 		// Other gateways' reservation changes reach this LU's nexuses.
-		if err := lu.pr.Watch(func(res *pr.Result) { d.prChanged(lu, res) }); err != nil {
+		if err := lu.pr.Watch(func(res *pr.Result) error { return d.prChanged(lu, res) }); err != nil {
 			return fmt.Errorf("scsi: %s: LUN %d: watch shared reservations: %w", d.name, lun, err)
 		}
 		lu.prWatched = true

@@ -218,24 +218,28 @@ func preempted(aborted []pr.Registrant, self *pr.Nexus) func(*Nexus) bool {
 }
 
 // remoteAbortWait bounds how long a gateway works on another gateway's
-// PREEMPT AND ABORT before acknowledging it; the other waits at most its
-// notify timeout (backstore/rbd) for the acknowledgement.
-const remoteAbortWait = 30 * time.Second
+// PREEMPT AND ABORT before it answers that it could not; it is shorter
+// than the other's wait for the answer (backstore/rbd notifyTimeout), so
+// an answer arrives. Either way the other fences this gateway when the
+// tasks did not stop.
+const remoteAbortWait = 4 * time.Second
 
 // prChanged takes in a reservation change another server made to lu's
 // shared state (pr.State.Watch): the unit attentions it raised for this
 // server's nexuses, and for PREEMPT AND ABORT the abort of their tasks,
-// done before the change is acknowledged.
-func (d *Device) prChanged(lu *LU, res *pr.Result) {
+// done before the change is acknowledged. An error (the tasks did not stop
+// in time) has the other server fence this one.
+func (d *Device) prChanged(lu *LU, res *pr.Result) error {
 	if res == nil {
-		return // the watch was lost; pr reloads the state
+		return nil // the watch was lost; pr reloads the state
 	}
 	lu.establishPRNotices(res.Notices, nil)
 	if len(res.Aborted) > 0 {
 		ctx, cancel := context.WithTimeout(context.Background(), remoteAbortWait)
 		defer cancel()
-		d.abortTasks(ctx, lu, preempted(res.Aborted, nil), nil)
+		return d.abortTasks(ctx, lu, preempted(res.Aborted, nil), nil)
 	}
+	return nil
 }
 
 func parseReserveRelease(lu *LU, cmd *Command) error {

@@ -42,11 +42,14 @@ type Shared interface {
 	// false when another server stored first.
 	Store(value []byte, version uint64) (newVersion uint64, ok bool, err error)
 	// Notify gives note to the other servers' Watch functions and returns
-	// once they have taken it (or did not answer in time).
-	Notify(note []byte) error
-	// Watch calls changed with each note another server gives, and with
-	// nil when changes may have been missed.
-	Watch(changed func(note []byte)) error
+	// once they have taken it (or did not answer in time). With fence,
+	// the servers that did not take it in are cut off from the medium
+	// first; an error says one could not be.
+	Notify(note []byte, fence bool) error
+	// Watch calls changed with each note another server gives (an error
+	// tells it the note was not taken in), with nil when changes may have
+	// been missed, and with an empty note when watching again.
+	Watch(changed func(note []byte) error) error
 }
 
 // maxStoreAttempts bounds the compare-and-swap retries of one PERSISTENT
@@ -74,33 +77,33 @@ func (s *State) IsShared() bool { return s.shared != nil }
 // the notices and preempted registrations they carried (nil when the
 // watch was lost and changes may have been missed). While the watch is
 // lost, every check loads the record first (see Conflicts).
-func (s *State) Watch(fn func(*Result)) error {
+//
+// fn's error (the preempted tasks could not be stopped in time) tells the
+// server that made the change, which then fences this one.
+func (s *State) Watch(fn func(*Result) error) error {
 	if s.shared == nil {
 		return nil
 	}
-	err := s.shared.Watch(func(note []byte) {
+	err := s.shared.Watch(func(note []byte) error {
 		if note == nil {
 			// Changes may be missed until the watch is back: answer
 			// nothing from memory until then.
 			s.unwatched.Store(true)
 			s.stale.Store(true)
 			s.refresh()
-			fn(nil)
-			return
+			return fn(nil)
 		}
 		if err := s.refresh(); err != nil {
-			fn(nil)
-			return
+			return err
 		}
 		// Watching again (an empty note after a lost watch) or a change:
 		// the copy is current.
 		s.unwatched.Store(false)
 		res, err := decodeNote(note)
 		if err != nil {
-			fn(nil)
-			return
+			return err
 		}
-		fn(res)
+		return fn(res)
 	})
 	if err != nil {
 		return err
@@ -156,10 +159,30 @@ func (s *State) outShared(n Nexus, r *OutRequest) (Result, error) {
 	if err != nil || note == nil {
 		return res, err
 	}
-	// The change is stored whatever Notify says: a gateway that could not
-	// be told loses its watch and reloads before it answers again.
-	s.shared.Notify(note)
+	// The change is stored whatever Notify says. A gateway that was not
+	// told reloads before it answers again (its watch is lost); but one
+	// whose initiators lost their access (preempted, cleared) could still
+	// have their writes queued: it is fenced before this command
+	// completes (SPC-5 5.14.12.5: GOOD means the preempted initiators'
+	// tasks are gone).
+	if err := s.shared.Notify(note, revokes(&res)); err != nil {
+		return Result{}, fmt.Errorf("%w: %v", ErrStateUnavailable, err)
+	}
 	return res, nil
+}
+
+// revokes reports whether a change took access from someone: their tasks
+// through other gateways must be gone before it completes.
+func revokes(res *Result) bool {
+	if len(res.Aborted) > 0 {
+		return true
+	}
+	for _, nt := range res.Notices {
+		if nt.UA == ReservationsPreempted || nt.UA == RegistrationsPreempted {
+			return true
+		}
+	}
+	return false
 }
 
 // storeShared applies r to the shared state; note is what to tell the

@@ -15,7 +15,8 @@ type memRecord struct {
 	mu       sync.Mutex
 	value    []byte
 	version  uint64
-	watchers map[*memView]func([]byte)
+	watchers map[*memView]func([]byte) error
+	fenced   []*memView // views that did not take a fencing note in
 	failLoad bool
 }
 
@@ -23,7 +24,7 @@ type memRecord struct {
 type memView struct{ rec *memRecord }
 
 func newMemRecord() *memRecord {
-	return &memRecord{version: 1, watchers: map[*memView]func([]byte){}}
+	return &memRecord{version: 1, watchers: map[*memView]func([]byte) error{}}
 }
 
 func (m *memRecord) view() *memView { return &memView{rec: m} }
@@ -50,24 +51,28 @@ func (v *memView) Store(value []byte, version uint64) (uint64, bool, error) {
 	return m.version, true, nil
 }
 
-func (v *memView) Notify(note []byte) error {
+func (v *memView) Notify(note []byte, fence bool) error {
 	m := v.rec
 	m.mu.Lock()
-	var others []func([]byte)
+	others := map[*memView]func([]byte) error{}
 	for w, fn := range m.watchers {
 		if w != v {
-			others = append(others, fn)
+			others[w] = fn
 		}
 	}
 	m.mu.Unlock()
 	time.Sleep(100 * time.Microsecond) // the round trip to the cluster
-	for _, fn := range others {
-		fn(append([]byte{}, note...))
+	for w, fn := range others {
+		if err := fn(append([]byte{}, note...)); err != nil && fence {
+			m.mu.Lock()
+			m.fenced = append(m.fenced, w)
+			m.mu.Unlock()
+		}
 	}
 	return nil
 }
 
-func (v *memView) Watch(changed func([]byte)) error {
+func (v *memView) Watch(changed func([]byte) error) error {
 	v.rec.mu.Lock()
 	defer v.rec.mu.Unlock()
 	v.rec.watchers[v] = changed
@@ -103,10 +108,10 @@ func gateways(t *testing.T) (a, b *State, rec *memRecord, va, vb *memView, toldB
 		t.Fatal(err)
 	}
 	var told []*Result
-	if err := a.Watch(func(*Result) {}); err != nil {
+	if err := a.Watch(func(*Result) error { return nil }); err != nil {
 		t.Fatal(err)
 	}
-	if err := b.Watch(func(r *Result) { told = append(told, r) }); err != nil {
+	if err := b.Watch(func(r *Result) error { told = append(told, r); return nil }); err != nil {
 		t.Fatal(err)
 	}
 	return a, b, rec, va, vb, &told
@@ -307,5 +312,41 @@ func TestSharedStateUnwatchedLoadsEveryTime(t *testing.T) {
 	vb.rewatch()
 	if b.unwatched.Load() {
 		t.Fatal("still unwatched after the watch came back")
+	}
+}
+
+// TestSharedPreemptFencesAGatewayThatCannotStop: a gateway that cannot
+// stop the preempted tasks says so, and the preempting gateway has it
+// fenced before PREEMPT AND ABORT completes; changes that take nobody's
+// access away fence nobody.
+func TestSharedPreemptFencesAGatewayThatCannotStop(t *testing.T) {
+	rec := newMemRecord()
+	va, vb := rec.view(), rec.view()
+	a, err := NewShared(va)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := NewShared(vb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.Watch(func(*Result) error { return nil })
+	b.Watch(func(r *Result) error {
+		if r != nil && len(r.Aborted) > 0 {
+			return errors.New("a preempted write is stuck in the backstore")
+		}
+		return errors.New("b fails every note")
+	})
+	nexB2 := nexB
+	nexB2.TPGT = 2
+	register(t, a, nexA, 0xA)
+	register(t, b, nexB2, 0xB)
+	mustOut(t, b, nexB2, OutRequest{Action: Reserve, Key: 0xB, Type: WriteExclusive})
+	if len(rec.fenced) != 0 {
+		t.Fatalf("fenced after changes that revoke nothing: %v", rec.fenced)
+	}
+	mustOut(t, a, nexA, OutRequest{Action: PreemptAndAbort, Key: 0xA, SAKey: 0xB, Type: WriteExclusive})
+	if len(rec.fenced) != 1 || rec.fenced[0] != vb {
+		t.Fatalf("fenced %v, want gateway B", rec.fenced)
 	}
 }
