@@ -206,8 +206,7 @@ func clientAddrs(conns ...*rados.Conn) ([]string, error) {
 		}
 		list := C.GoString(cs)
 		C.free(unsafe.Pointer(cs))
-		list = strings.Trim(list, "[]")
-		for _, a := range strings.Split(list, ",") {
+		for _, a := range splitAddrs(list) {
 			a = strings.TrimPrefix(strings.TrimPrefix(strings.TrimSpace(a), "v2:"), "v1:")
 			a = strings.TrimPrefix(a, "any:")
 			if a != "" && !slices.Contains(out, a) {
@@ -216,6 +215,18 @@ func clientAddrs(conns ...*rados.Conn) ([]string, error) {
 		}
 	}
 	return out, nil
+}
+
+// splitAddrs splits rados_getaddrs's text: one address
+// ("127.0.0.1:0/123", "[2001:db8::1]:0/123") or a vector of them in
+// brackets ("[v2:127.0.0.1:0/123,v1:127.0.0.1:0/123]"). An address ends in
+// its /nonce, so only a vector ends in "]".
+func splitAddrs(list string) []string {
+	list = strings.TrimSpace(list)
+	if strings.HasPrefix(list, "[") && strings.HasSuffix(list, "]") {
+		list = list[1 : len(list)-1]
+	}
+	return strings.Split(list, ",")
 }
 
 // newConn prepares (does not connect) a cluster connection from a

@@ -516,3 +516,19 @@ func TestRecordsFenceGatewayThatDidNotTakeNote(t *testing.T) {
 		t.Fatal("closing a fenced image hangs")
 	}
 }
+
+func TestSplitAddrs(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want []string
+	}{
+		{"127.0.0.1:0/123", []string{"127.0.0.1:0/123"}},
+		{"[2001:db8::1]:0/123", []string{"[2001:db8::1]:0/123"}},
+		{"[v2:127.0.0.1:0/5,v1:127.0.0.1:0/5]", []string{"v2:127.0.0.1:0/5", "v1:127.0.0.1:0/5"}},
+		{"[v2:[2001:db8::1]:0/5,v1:[2001:db8::1]:0/5]", []string{"v2:[2001:db8::1]:0/5", "v1:[2001:db8::1]:0/5"}},
+	} {
+		if got := splitAddrs(tc.in); strings.Join(got, " ") != strings.Join(tc.want, " ") {
+			t.Errorf("splitAddrs(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}

@@ -58,12 +58,15 @@ type recordSet struct {
 	dataConn *rados.Conn // the image's connection, for its addresses
 	log      *slog.Logger
 
-	mu      sync.Mutex // serializes operations: GetLastVersion is per ioctx
-	conn    *rados.Conn
-	ioctx   *rados.IOContext // guarded by mu; opened by the first Record
-	gid     string           // conn's client id: this gateway's member key
-	addrs   []string         // this gateway's client addresses, to fence it
-	records []*record        // guarded by mu
+	mu    sync.Mutex // serializes operations: GetLastVersion is per ioctx
+	conn  *rados.Conn
+	ioctx *rados.IOContext // reads and writes; guarded by mu; opened by the first Record
+	// wctx carries watches and notifications, which set librados's
+	// per-context "last version" too and run without mu.
+	wctx    *rados.IOContext
+	gid     string    // conn's client id: this gateway's member key
+	addrs   []string  // this gateway's client addresses, to fence it
+	records []*record // guarded by mu
 }
 
 // opTimeout bounds each RADOS operation on a record.
@@ -84,7 +87,13 @@ func (img *Image) Record(name string) (backstore.Record, error) {
 			conn.Shutdown()
 			return nil, fmt.Errorf("rbd: pool %q: %w", rs.pool, err)
 		}
-		rs.conn, rs.ioctx = conn, ioctx
+		wctx, err := conn.OpenIOContext(rs.pool)
+		if err != nil {
+			ioctx.Destroy()
+			conn.Shutdown()
+			return nil, fmt.Errorf("rbd: pool %q: %w", rs.pool, err)
+		}
+		rs.conn, rs.ioctx, rs.wctx = conn, ioctx, wctx
 		// Who this gateway is to the others: the records connection's
 		// client id, and the addresses a fence must blocklist (the data
 		// connection's, whose writes matter, and this one's).
@@ -92,8 +101,9 @@ func (img *Image) Record(name string) (backstore.Record, error) {
 		addrs, err := clientAddrs(rs.dataConn, conn)
 		if err != nil {
 			rs.ioctx.Destroy()
+			rs.wctx.Destroy()
 			rs.conn.Shutdown()
-			rs.conn, rs.ioctx = nil, nil
+			rs.conn, rs.ioctx, rs.wctx = nil, nil, nil
 			return nil, err
 		}
 		rs.addrs = addrs
@@ -107,8 +117,8 @@ func (img *Image) Record(name string) (backstore.Record, error) {
 	if err := rs.ioctx.Create(r.oid, rados.CreateIdempotent); err != nil {
 		return nil, fmt.Errorf("rbd: create %s: %w", r.oid, err)
 	}
-	if err := rs.ioctx.SetOmap(r.oid, map[string][]byte{rs.gid: []byte(strings.Join(rs.addrs, ","))}); err != nil {
-		return nil, fmt.Errorf("rbd: join %s: %w", r.oid, err)
+	if err := rs.joinLocked(r.oid); err != nil {
+		return nil, err
 	}
 	rs.records = append(rs.records, r)
 	return r, nil
@@ -125,8 +135,19 @@ func (rs *recordSet) close() {
 	}
 	if rs.ioctx != nil {
 		rs.ioctx.Destroy()
+		rs.wctx.Destroy()
 		rs.conn.Shutdown()
 	}
+}
+
+// joinLocked records this gateway as a member of record oid: its client
+// id and the addresses of both its connections, so that another gateway
+// can fence it (blocklist) when it does not take a change in. mu is held.
+func (rs *recordSet) joinLocked(oid string) error {
+	if err := rs.ioctx.SetOmap(oid, map[string][]byte{rs.gid: []byte(strings.Join(rs.addrs, ","))}); err != nil {
+		return fmt.Errorf("rbd: join %s: %w", oid, err)
+	}
+	return nil
 }
 
 type record struct {
@@ -205,13 +226,16 @@ func (r *record) Store(value []byte, version uint64) (uint64, bool, error) {
 func (r *record) Notify(note []byte, fence bool) error {
 	rs := r.set
 	msg := append(r.nonce[:len(r.nonce):len(r.nonce)], note...)
-	acks, timeouts, err := rs.ioctx.NotifyWithTimeout(r.oid, msg, notifyTimeout)
+	acks, timeouts, err := rs.wctx.NotifyWithTimeout(r.oid, msg, notifyTimeout)
 	if err != nil || len(timeouts) > 0 {
 		rs.log.Warn("rbd: a gateway did not acknowledge a shared state change in time", "record", r.name,
 			"unanswered", len(timeouts), "error", err)
 	}
 	if !fence {
-		if err != nil {
+		// A gateway that did not answer (librados: ETIMEDOUT) has lost
+		// its watch by watchTimeout and reloads before trusting its
+		// copy; the change stands.
+		if err != nil && errorCode(err) != -int(syscall.ETIMEDOUT) {
 			return fmt.Errorf("rbd: notify %s: %w", r.oid, err)
 		}
 		return nil
@@ -241,11 +265,24 @@ func (r *record) Notify(note []byte, fence bool) error {
 		rs.ioctx.RmOmapKeys(r.oid, []string{gid})
 		rs.mu.Unlock()
 	}
+	if fenceErr == nil {
+		// The blocklist is in the monitors' OSD map; the OSDs refuse the
+		// fenced clients once they have that map. Have it here before
+		// answering, so this gateway's own next writes carry it (librbd
+		// does the same when it breaks a lock).
+		if err := rs.dataConn.WaitForLatestOSDMap(); err != nil {
+			fenceErr = fmt.Errorf("rbd: wait for the OSD map after fencing: %w", err)
+		}
+	}
 	return fenceErr
 }
 
 // ackTaken is the acknowledgement of a note the watcher took in.
 const ackTaken = "taken"
+
+// blocklistExpiry is how long (seconds) a fenced client stays blocklisted:
+// a year. The monitor wants a real number, hence the decimal point.
+const blocklistExpiry = json.Number("31536000.0")
 
 // leave removes this gateway from record oid (a clean close).
 func (rs *recordSet) leave(oid string) {
@@ -269,14 +306,16 @@ func (rs *recordSet) members(oid string) (map[string][]string, error) {
 	return out, nil
 }
 
-// blocklist adds client addresses to the cluster's blocklist (the OSDs
-// then refuse their operations; the entry expires after an hour).
+// blocklist adds client addresses to the cluster's blocklist: the OSDs
+// then refuse their operations.
 func (rs *recordSet) blocklist(addrs []string) error {
 	for _, addr := range addrs {
 		if addr == "" {
 			continue
 		}
-		cmd, _ := json.Marshal(map[string]string{"prefix": "osd blocklist", "blocklistop": "add", "addr": addr})
+		// The entries name one client instance (address and nonce), never
+		// reused: they can outlive a long freeze (a year).
+		cmd, _ := json.Marshal(map[string]any{"prefix": "osd blocklist", "blocklistop": "add", "addr": addr, "expire": blocklistExpiry})
 		if _, status, err := rs.conn.MonCommand(cmd); err != nil {
 			return fmt.Errorf("osd blocklist add %s: %v (%s)", addr, err, status)
 		}
@@ -286,7 +325,7 @@ func (rs *recordSet) blocklist(addrs []string) error {
 
 // Watch implements backstore.Record.
 func (r *record) Watch(changed func(note []byte) error) error {
-	w, err := r.set.ioctx.WatchWithTimeout(r.oid, watchTimeout)
+	w, err := r.set.wctx.WatchWithTimeout(r.oid, watchTimeout)
 	if err != nil {
 		return fmt.Errorf("rbd: watch %s: %w", r.oid, err)
 	}
@@ -304,38 +343,70 @@ func (r *record) Watch(changed func(note []byte) error) error {
 }
 
 // watch serves one record's notifications until close, and watches again
-// after a lost watch.
+// after a lost watch. It acknowledges this gateway's own notes at once;
+// other gateways' go to a worker in order, which acknowledges each when
+// changed returns (aborting preempted tasks may take seconds, and this
+// gateway's own notify must not wait behind that).
 func (r *record) watch(w *rados.Watcher, changed func(note []byte) error) {
 	defer close(r.stopped)
+	// An item without an event says the watch was lost (watching false)
+	// or is back (watching true).
+	type item struct {
+		ev       *rados.NotifyEvent
+		watching bool
+	}
+	work := make(chan item, 64)
+	workerDone := make(chan struct{})
+	go func() {
+		defer close(workerDone)
+		for it := range work {
+			ev := it.ev
+			if ev == nil {
+				if it.watching {
+					changed([]byte{})
+				} else {
+					changed(nil)
+				}
+				continue
+			}
+			note := []byte{}
+			if len(ev.Data) > nonceLen {
+				note = ev.Data[nonceLen:]
+			}
+			ack := []byte(ackTaken)
+			if err := changed(note); err != nil {
+				// Not taken in: the notifier fences this gateway if the
+				// change took anyone's access away.
+				r.set.log.Warn("rbd: a shared state change could not be taken in", "record", r.name, "error", err)
+				ack = []byte("failed")
+			}
+			ev.Ack(ack)
+		}
+	}()
+	defer func() {
+		close(work)
+		<-workerDone
+	}()
 	for {
 		select {
 		case <-r.stop:
 			w.Delete()
 			return
 		case ev := <-w.Events():
-			own := len(ev.Data) >= nonceLen && string(ev.Data[:nonceLen]) == string(r.nonce[:])
-			ack := []byte(ackTaken)
-			if !own {
-				note := []byte{}
-				if len(ev.Data) > nonceLen {
-					note = ev.Data[nonceLen:]
-				}
-				if err := changed(note); err != nil {
-					// Not taken in: the notifier fences this gateway
-					// if it must.
-					r.set.log.Warn("rbd: a shared state change could not be taken in", "record", r.name, "error", err)
-					ack = []byte("failed")
-				}
+			if len(ev.Data) >= nonceLen && string(ev.Data[:nonceLen]) == string(r.nonce[:]) {
+				ev.Ack([]byte(ackTaken)) // our own note
+				continue
 			}
-			ev.Ack(ack)
+			work <- item{ev: &ev}
 		case err := <-w.Errors():
 			// Changes may have been missed while the watch was down.
 			r.set.log.Warn("rbd: shared state watch lost; watching again", "record", r.name, "error", err)
-			changed(nil)
+			work <- item{}
+			drain(w)
 			w.Delete()
 			for {
 				var err error
-				if w, err = r.set.ioctx.WatchWithTimeout(r.oid, watchTimeout); err == nil {
+				if w, err = r.set.wctx.WatchWithTimeout(r.oid, watchTimeout); err == nil {
 					break
 				}
 				select {
@@ -344,11 +415,36 @@ func (r *record) watch(w *rados.Watcher, changed func(note []byte) error) {
 				case <-time.After(time.Second):
 				}
 			}
+			// A fence may have removed this gateway from the members:
+			// join again, so that it can be fenced again.
+			r.set.mu.Lock()
+			if err := r.set.joinLocked(r.oid); err != nil {
+				r.set.log.Warn("rbd: rejoin shared state", "record", r.name, "error", err)
+			}
+			r.set.mu.Unlock()
 			// Watching again: an empty note has the watcher reload what
 			// changed between the two watches and trust its copy again.
-			changed([]byte{})
+			work <- item{watching: true}
 		}
 	}
+}
+
+// drain takes what a watcher being deleted may still deliver: go-ceph's
+// callbacks block until their event is received, and a failed unwatch
+// leaves them waiting for good.
+func drain(w *rados.Watcher) {
+	go func() {
+		timeout := time.After(time.Minute)
+		for {
+			select {
+			case ev := <-w.Events():
+				ev.Ack([]byte("failed"))
+			case <-w.Errors():
+			case <-timeout:
+				return
+			}
+		}
+	}()
 }
 
 // errorCode is the negative errno of a go-ceph error, 0 for others.

@@ -162,9 +162,13 @@ func execPROut(ctx context.Context, d *Device, cmd *Command) (int, error) {
 	}
 	self := prNexus(cmd.Nexus)
 	res, err := lu.pr.Out(self, req)
-	if err != nil {
+	var notifyErr *pr.NotifyError
+	if err != nil && !errors.As(err, &notifyErr) {
 		return 0, prError(err)
 	}
+	// A shared change that is stored but that other gateways could not
+	// all be told of (notifyErr) still takes effect here first; the
+	// command then fails, below.
 	lu.establishPRNotices(res.Notices, cmd.Nexus)
 	if len(res.Aborted) > 0 {
 		// SPC-5 5.14.12.5: PREEMPT AND ABORT aborts the preempted
@@ -180,6 +184,9 @@ func execPROut(ctx context.Context, d *Device, cmd *Command) (int, error) {
 			// preempted writes were still in the backstore.
 			return 0, StatusError(StatusTaskAborted)
 		}
+	}
+	if notifyErr != nil {
+		return 0, notifyErr // HARDWARE ERROR: another gateway may still let the preempted in
 	}
 	return 0, nil
 }

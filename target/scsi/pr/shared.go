@@ -89,7 +89,7 @@ func (s *State) Watch(fn func(*Result) error) error {
 			// Changes may be missed until the watch is back: answer
 			// nothing from memory until then.
 			s.unwatched.Store(true)
-			s.stale.Store(true)
+			s.markStale()
 			s.refresh()
 			return fn(nil)
 		}
@@ -124,32 +124,71 @@ func (s *State) Refresh() error {
 }
 
 // refresh loads the record, without holding mu during the round trip,
-// and takes the state in when it is newer than the copy (or the copy is
-// stale). On failure the copy is marked stale.
+// and takes the state in when it is newer than the copy. On failure the
+// copy is marked stale; a success clears the mark only if nothing marked
+// it again while the load was under way.
+//
+// Loads are one at a time (loadMu); a caller that waited while another
+// load began and finished takes that load's outcome instead of loading
+// again, so a burst of commands on a stale copy costs one round trip.
 func (s *State) refresh() error {
+	arrived := s.loadsStarted.Load()
+	s.loadMu.Lock()
+	defer s.loadMu.Unlock()
+	if s.loadsStarted.Load() > arrived {
+		// A load that began after this caller arrived has finished.
+		return s.lastLoadErr
+	}
+	s.loadsStarted.Add(1)
+	staleGen := s.staleGen.Load()
+	err := s.load()
+	s.lastLoadErr = err
+	if err == nil && s.staleGen.Load() == staleGen {
+		s.stale.Store(false)
+	}
+	return err
+}
+
+// load reads the record and installs it if it is newer (loadMu held).
+func (s *State) load() error {
 	value, version, err := s.shared.Load()
 	if err != nil {
-		s.stale.Store(true)
+		s.markStale()
 		return fmt.Errorf("%w: %v", ErrStateUnavailable, err)
 	}
 	st := snapshot{Holder: -1}
 	if len(bytes.TrimSpace(value)) > 0 {
 		if st, err = decode(value); err != nil {
-			s.stale.Store(true)
+			s.markStale()
 			return fmt.Errorf("%w: %v", ErrStateUnavailable, err)
 		}
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	// Record versions only grow: an older load that finishes after a
-	// newer one changes nothing.
-	if version > s.version || s.stale.Load() {
+	// Record versions only grow: an older load changes nothing.
+	if version > s.version {
 		s.st, s.version = st, version
+		s.updateActiveLocked()
 	}
-	s.stale.Store(false)
-	s.updateActiveLocked()
 	return nil
 }
+
+// markStale says the copy may be behind the record.
+func (s *State) markStale() {
+	s.staleGen.Add(1)
+	s.stale.Store(true)
+}
+
+// NotifyError is returned by Out when a change to shared state was stored
+// but the other servers could not all be told or fenced: the caller does
+// its own part of the change (unit attentions, aborts), then fails the
+// command.
+type NotifyError struct{ Err error }
+
+func (e *NotifyError) Error() string {
+	return "pr: shared reservation change stored, others not told: " + e.Err.Error()
+}
+func (e *NotifyError) Unwrap() error { return e.Err }
 
 // outShared is Out for shared state. The other servers are notified
 // without mu held: one of them may be notifying this one at the same time,
@@ -166,7 +205,7 @@ func (s *State) outShared(n Nexus, r *OutRequest) (Result, error) {
 	// completes (SPC-5 5.14.12.5: GOOD means the preempted initiators'
 	// tasks are gone).
 	if err := s.shared.Notify(note, revokes(&res)); err != nil {
-		return Result{}, fmt.Errorf("%w: %v", ErrStateUnavailable, err)
+		return res, &NotifyError{Err: err}
 	}
 	return res, nil
 }
@@ -219,7 +258,7 @@ func (s *State) storeShared(n Nexus, r *OutRequest) (Result, []byte, error) {
 		if err != nil {
 			// The write may or may not have been applied: reload
 			// before answering from memory again.
-			s.stale.Store(true)
+			s.markStale()
 			return Result{}, nil, fmt.Errorf("%w: %v", ErrStateUnavailable, err)
 		}
 		if ok {

@@ -16,7 +16,9 @@ type memRecord struct {
 	value    []byte
 	version  uint64
 	watchers map[*memView]func([]byte) error
-	fenced   []*memView // views that did not take a fencing note in
+	fenced   []*memView    // views that did not take a fencing note in
+	loads    int           // Load calls
+	delay    time.Duration // each Load takes this long
 	failLoad bool
 }
 
@@ -31,6 +33,11 @@ func (m *memRecord) view() *memView { return &memView{rec: m} }
 
 func (v *memView) Load() ([]byte, uint64, error) {
 	m := v.rec
+	m.mu.Lock()
+	delay := m.delay
+	m.loads++
+	m.mu.Unlock()
+	time.Sleep(delay)
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.failLoad {
@@ -349,4 +356,34 @@ func TestSharedPreemptFencesAGatewayThatCannotStop(t *testing.T) {
 	if len(rec.fenced) != 1 || rec.fenced[0] != vb {
 		t.Fatalf("fenced %v, want gateway B", rec.fenced)
 	}
+}
+
+// TestSharedStateLoadsCoalesce: commands arriving together on a copy that
+// must be reloaded share the loads instead of one round trip each.
+func TestSharedStateLoadsCoalesce(t *testing.T) {
+	_, b, rec, _, vb, _ := gateways(t)
+	nexC2 := nexC
+	nexC2.TPGT = 2
+	vb.lose() // every check now loads first
+	rec.mu.Lock()
+	rec.loads, rec.delay = 0, 20*time.Millisecond
+	rec.mu.Unlock()
+	var wg sync.WaitGroup
+	for range 64 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if b.Conflicts(nexC2, Write) {
+				t.Error("conflict without any reservation")
+			}
+		}()
+	}
+	wg.Wait()
+	rec.mu.Lock()
+	loads := rec.loads
+	rec.mu.Unlock()
+	if loads > 8 {
+		t.Fatalf("64 concurrent checks made %d loads", loads)
+	}
+	t.Logf("64 concurrent checks, %d loads", loads)
 }

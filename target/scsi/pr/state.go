@@ -87,8 +87,14 @@ type State struct {
 	shared    Shared
 	version   uint64
 	stale     atomic.Bool
-	unwatched atomic.Bool // the record's watch is lost: load before every check
-	outMu     sync.Mutex  // serializes this server's PR OUTs on shared state
+	unwatched atomic.Bool   // the record's watch is lost: load before every check
+	outMu     sync.Mutex    // serializes this server's PR OUTs on shared state
+	staleGen  atomic.Uint64 // counts markStale calls
+	// Loads of the record (refresh): one at a time, counted as they
+	// start; lastLoadErr is the outcome of the last (guarded by loadMu).
+	loadMu       sync.Mutex
+	loadsStarted atomic.Uint64
+	lastLoadErr  error
 
 	// active is true while any registration, persistent reservation or
 	// SCSI-2 reservation exists: Conflicts skips the lock when it is false.
