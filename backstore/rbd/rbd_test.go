@@ -65,6 +65,19 @@ func newImage(t *testing.T, size int64, mutate ...func(*backstore.Options)) (*Im
 	return b.(*Image), opts
 }
 
+// openAgain opens the image of opts a second time, as another gateway
+// would (at its own size); cleanup closes it unless the test did.
+func openAgain(t *testing.T, opts backstore.Options) *Image {
+	t.Helper()
+	opts.Size = 0
+	b, err := backstore.Open(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	return b.(*Image)
+}
+
 func random(n int) []byte {
 	p := make([]byte, n)
 	rand.Read(p)
@@ -259,13 +272,7 @@ func TestCompareAndWrite(t *testing.T) {
 func TestIdentityAndResizeSeenByOtherGateway(t *testing.T) {
 	a, opts := newImage(t, 4<<20)
 	other, _ := newImage(t, 4<<20)
-	opts.Size = 0
-	bs, err := backstore.Open(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer bs.Close()
-	b := bs.(*Image)
+	b := openAgain(t, opts)
 	if a.Identity() != b.Identity() || a.Identity() == other.Identity() || !strings.HasPrefix(a.Identity(), "rbd:") {
 		t.Fatalf("identities: same image %q and %q, other image %q", a.Identity(), b.Identity(), other.Identity())
 	}
@@ -297,13 +304,7 @@ func TestIdentityAndResizeSeenByOtherGateway(t *testing.T) {
 
 func TestRecordsCompareAndSwapAndNotify(t *testing.T) {
 	a, opts := newImage(t, 1<<20)
-	opts.Size = 0
-	bs, err := backstore.Open(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer bs.Close()
-	b := bs.(*Image)
+	b := openAgain(t, opts)
 	ra, err := a.Record("pr")
 	if err != nil {
 		t.Fatal(err)
@@ -454,12 +455,7 @@ func TestMismatchOffset(t *testing.T) {
 // fail from then on, the notifier's go on.
 func TestRecordsFenceGatewayThatDidNotTakeNote(t *testing.T) {
 	a, opts := newImage(t, 1<<20)
-	opts.Size = 0
-	bs, err := backstore.Open(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b := bs.(*Image)
+	b := openAgain(t, opts)
 	ra, err := a.Record("pr")
 	if err != nil {
 		t.Fatal(err)
