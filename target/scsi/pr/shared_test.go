@@ -107,21 +107,24 @@ func gateways(t *testing.T) (a, b *State, rec *memRecord, va, vb *memView, toldB
 	t.Helper()
 	rec = newMemRecord()
 	va, vb = rec.view(), rec.view()
-	var err error
-	if a, err = NewShared(va); err != nil {
-		t.Fatal(err)
-	}
-	if b, err = NewShared(vb); err != nil {
-		t.Fatal(err)
-	}
 	var told []*Result
-	if err := a.Watch(func(*Result) error { return nil }); err != nil {
-		t.Fatal(err)
-	}
-	if err := b.Watch(func(r *Result) error { told = append(told, r); return nil }); err != nil {
-		t.Fatal(err)
-	}
+	a = sharedGateway(t, va, func(*Result) error { return nil })
+	b = sharedGateway(t, vb, func(r *Result) error { told = append(told, r); return nil })
 	return a, b, rec, va, vb, &told
+}
+
+// sharedGateway is one gateway's state on a view of a record, watching it
+// with fn.
+func sharedGateway(t *testing.T, v *memView, fn func(*Result) error) *State {
+	t.Helper()
+	s, err := NewShared(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Watch(fn); err != nil {
+		t.Fatal(err)
+	}
+	return s
 }
 
 func TestSharedStateIsEnforcedByEveryGateway(t *testing.T) {
@@ -328,17 +331,9 @@ func TestSharedStateUnwatchedLoadsEveryTime(t *testing.T) {
 // access away fence nobody.
 func TestSharedPreemptFencesAGatewayThatCannotStop(t *testing.T) {
 	rec := newMemRecord()
-	va, vb := rec.view(), rec.view()
-	a, err := NewShared(va)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := NewShared(vb)
-	if err != nil {
-		t.Fatal(err)
-	}
-	a.Watch(func(*Result) error { return nil })
-	b.Watch(func(r *Result) error {
+	vb := rec.view()
+	a := sharedGateway(t, rec.view(), func(*Result) error { return nil })
+	b := sharedGateway(t, vb, func(r *Result) error {
 		if r != nil && len(r.Aborted) > 0 {
 			return errors.New("a preempted write is stuck in the backstore")
 		}
