@@ -251,6 +251,7 @@ func (r *record) Notify(note []byte, fence bool) error {
 		return merr
 	}
 	var fenceErr error
+	fenced := 0
 	for gid, addrs := range members {
 		if gid == rs.gid || took[gid] {
 			continue
@@ -261,11 +262,12 @@ func (r *record) Notify(note []byte, fence bool) error {
 			fenceErr = fmt.Errorf("rbd: fence gateway client %s of %s: %w", gid, r.oid, err)
 			continue
 		}
+		fenced++
 		rs.mu.Lock()
 		rs.ioctx.RmOmapKeys(r.oid, []string{gid})
 		rs.mu.Unlock()
 	}
-	if fenceErr == nil {
+	if fenceErr == nil && fenced > 0 {
 		// The blocklist is in the monitors' OSD map; the OSDs refuse the
 		// fenced clients once they have that map. Have it here before
 		// answering, so this gateway's own next writes carry it (librbd
