@@ -178,10 +178,10 @@ func checkOptions(opts *Options) error {
 	return nil
 }
 
-// clipRead applies io.ReaderAt rules shared by the kinds: it returns how
+// ClipRead applies io.ReaderAt rules shared by the kinds: it returns how
 // many bytes of a len-byte read at off lie below size, and the error to
 // return once those are read (io.EOF when the read was cut short).
-func clipRead(length int, off, size int64) (int, error) {
+func ClipRead(length int, off, size int64) (int, error) {
 	if off < 0 {
 		return 0, fmt.Errorf("read at offset %d: %w", off, ErrOutOfRange)
 	}
@@ -197,9 +197,9 @@ func clipRead(length int, off, size int64) (int, error) {
 	return length, nil
 }
 
-// checkWrite refuses writes that do not fit whole below size: a partial
+// CheckWrite refuses writes that do not fit whole below size: a partial
 // write would leave the LU in a state no command asked for.
-func checkWrite(length int, off, size int64) error {
+func CheckWrite(length int, off, size int64) error {
 	if off < 0 || off > size || int64(length) > size-off {
 		return fmt.Errorf("write of %d bytes at offset %d with size %d: %w", length, off, size, ErrOutOfRange)
 	}

@@ -92,9 +92,9 @@ func TestClipRead(t *testing.T) {
 		{1, -1, 0, ErrOutOfRange},
 	}
 	for _, tt := range tests {
-		n, err := clipRead(tt.length, tt.off, 1024)
+		n, err := ClipRead(tt.length, tt.off, 1024)
 		if n != tt.wantN || !errors.Is(err, tt.wantErr) || (tt.wantErr == nil && err != nil) {
-			t.Errorf("clipRead(%d, %d, 1024) = %d, %v; want %d, %v", tt.length, tt.off, n, err, tt.wantN, tt.wantErr)
+			t.Errorf("ClipRead(%d, %d, 1024) = %d, %v; want %d, %v", tt.length, tt.off, n, err, tt.wantN, tt.wantErr)
 		}
 	}
 }
@@ -110,9 +110,9 @@ func TestCheckWrite(t *testing.T) {
 		{1 << 30, 1 << 62, false}, // no overflow past the check
 	}
 	for _, tt := range tests {
-		err := checkWrite(tt.length, tt.off, 1024)
+		err := CheckWrite(tt.length, tt.off, 1024)
 		if (err == nil) != tt.ok || (err != nil && !errors.Is(err, ErrOutOfRange)) {
-			t.Errorf("checkWrite(%d, %d, 1024) = %v, want ok=%v", tt.length, tt.off, err, tt.ok)
+			t.Errorf("CheckWrite(%d, %d, 1024) = %v, want ok=%v", tt.length, tt.off, err, tt.ok)
 		}
 	}
 }

@@ -436,7 +436,7 @@ func (b *fileBackstore) ReadAt(p []byte, off int64) (int, error) {
 	if b.closed.Load() {
 		return 0, ErrClosed
 	}
-	n, eof := clipRead(len(p), off, b.size.Load())
+	n, eof := ClipRead(len(p), off, b.size.Load())
 	if n == 0 {
 		return 0, eof
 	}
@@ -510,7 +510,7 @@ func (b *fileBackstore) WriteAt(p []byte, off int64, fua bool) (int, error) {
 	if b.readOnly {
 		return 0, ErrReadOnly
 	}
-	if err := checkWrite(len(p), off, b.size.Load()); err != nil {
+	if err := CheckWrite(len(p), off, b.size.Load()); err != nil {
 		return 0, err
 	}
 	if len(p) == 0 {

@@ -53,7 +53,7 @@ func (m *memoryBackstore) ReadAt(p []byte, off int64) (int, error) {
 	if m.closed.Load() {
 		return 0, ErrClosed
 	}
-	n, eof := clipRead(len(p), off, m.size)
+	n, eof := ClipRead(len(p), off, m.size)
 	if n == 0 {
 		return 0, eof
 	}
@@ -82,7 +82,7 @@ func (m *memoryBackstore) WriteAt(p []byte, off int64, fua bool) (int, error) {
 	if m.readOnly {
 		return 0, ErrReadOnly
 	}
-	if err := checkWrite(len(p), off, m.size); err != nil {
+	if err := CheckWrite(len(p), off, m.size); err != nil {
 		return 0, err
 	}
 	done := 0

@@ -516,10 +516,7 @@ func (req *request) finish() {
 
 // ReadAt implements backstore.Backstore.
 func (img *Image) ReadAt(p []byte, off int64) (int, error) {
-	n, eof := clipRead(len(p), off, img.size.Load())
-	if n < 0 {
-		return 0, eof
-	}
+	n, eof := backstore.ClipRead(len(p), off, img.size.Load())
 	if n == 0 {
 		return 0, eof
 	}
@@ -539,31 +536,11 @@ func (img *Image) ReadAt(p []byte, off int64) (int, error) {
 	return n, eof
 }
 
-// clipRead applies the io.ReaderAt rules: the bytes of a read that lie
-// below size and the error to give after them; n < 0 for a bad offset.
-func clipRead(length int, off, size int64) (int, error) {
-	switch {
-	case off < 0:
-		return -1, fmt.Errorf("read at offset %d: %w", off, backstore.ErrOutOfRange)
-	case off >= size:
-		if length == 0 {
-			return 0, nil
-		}
-		return 0, io.EOF
-	case int64(length) > size-off:
-		return int(size - off), io.EOF
-	}
-	return length, nil
-}
-
 func (img *Image) checkWrite(length int, off int64) error {
 	if img.readOnly {
 		return backstore.ErrReadOnly
 	}
-	if size := img.size.Load(); off < 0 || off > size || int64(length) > size-off {
-		return fmt.Errorf("write of %d bytes at offset %d with size %d: %w", length, off, size, backstore.ErrOutOfRange)
-	}
-	return nil
+	return backstore.CheckWrite(length, off, img.size.Load())
 }
 
 // WriteAt implements backstore.Backstore. With librbd's cache off the
@@ -811,4 +788,4 @@ func (img *Image) OnResize(fn func()) { img.onResize.Store(&fn) }
 func (img *Image) Identity() string { return img.id }
 
 // String names the image for logs.
-func (img *Image) String() string { return "rbd:" + strings.TrimSpace(img.name) }
+func (img *Image) String() string { return "rbd:" + img.name }
