@@ -9,11 +9,9 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/blockport/blockport/backstore"
-	"golang.org/x/sys/unix"
 )
 
 // conn is one TCP connection. As in net/http's conn.serve, one reader
@@ -34,9 +32,9 @@ type conn struct {
 	// by the reader goroutine.
 	held bool
 	w    *Writer // owned by the login, then by the writer goroutine
-	// raw is the socket's descriptor access, for SIOCINQ (moreToRead);
-	// nil when nc is not a socket.
-	raw syscall.RawConn
+	// sock reads and writes the socket without the runtime's syscall
+	// bookkeeping (rawSocket); nil when nc is not a TCP connection.
+	sock *rawSocket
 
 	sess      *Session // set at the end of a normal login
 	cid       uint16   // the connection ID given at login
@@ -111,16 +109,17 @@ func newConn(svc *Service, nc net.Conn, tpgt uint16) *conn {
 		nc:      nc,
 		tpgt:    tpgt,
 		log:     svc.log.With("remote", nc.RemoteAddr().String(), "portal", nc.LocalAddr().String()),
-		r:       NewReader(nc),
-		w:       NewWriter(nc),
+		sock:    newRawSocket(nc),
 		quit:    make(chan struct{}),
 		done:    make(chan struct{}),
 		tasks:   make(map[uint32]*task),
 		pending: make(map[uint32]*queuedPDU),
 		nextTTT: 1,
 	}
-	if sc, ok := nc.(syscall.Conn); ok {
-		c.raw, _ = sc.SyscallConn()
+	if c.sock != nil {
+		c.r, c.w = NewReader(c.sock), NewWriter(c.sock)
+	} else {
+		c.r, c.w = NewReader(nc), NewWriter(nc)
 	}
 	c.params = DefaultParams()
 	// RFC 7143 13.12: login PDUs carry at most 8192 bytes of data.
@@ -770,12 +769,9 @@ func (c *conn) noteMalformed(action, why string) {
 // queue (SIOCINQ, FIONREAD). Owned by the reader goroutine. Where it cannot tell,
 // it says yes.
 func (c *conn) moreToRead() bool {
-	if c.r.Buffered() > 0 || c.raw == nil {
+	if c.r.Buffered() > 0 || c.sock == nil {
 		return true
 	}
-	n, err := 0, error(nil)
-	if cerr := c.raw.Control(func(fd uintptr) { n, err = unix.IoctlGetInt(int(fd), unix.SIOCINQ) }); cerr != nil || err != nil {
-		return true
-	}
-	return n > 0
+	n, err := c.sock.Unread()
+	return err != nil || n > 0
 }

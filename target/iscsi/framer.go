@@ -390,8 +390,8 @@ func (w *Writer) Queue(h *BHS, data []byte) {
 	w.addArena(start)
 }
 
-// Flush writes everything queued with a single net.Buffers.WriteTo (writev
-// on a *net.TCPConn) and then recycles the arena. After an error the
+// Flush writes everything queued with one writev (the destination's
+// WriteBuffers, else net.Buffers.WriteTo) and then recycles the arena. After an error the
 // connection is unusable; the queue is dropped either way.
 func (w *Writer) Flush() error {
 	if err := w.err; err != nil {
@@ -410,10 +410,21 @@ func (w *Writer) Flush() error {
 			w.iov = append(w.iov, w.arena[s.start:s.end])
 		}
 	}
-	w.out = w.iov
-	_, err := w.out.WriteTo(w.w)
+	var err error
+	if bw, ok := w.w.(buffersWriter); ok {
+		err = bw.WriteBuffers(w.iov)
+	} else {
+		w.out = w.iov
+		_, err = w.out.WriteTo(w.w)
+	}
 	w.reset()
 	return err
+}
+
+// buffersWriter is a destination that writes a list of buffers in one
+// go itself (rawSocket); Flush uses it instead of net.Buffers.WriteTo.
+type buffersWriter interface {
+	WriteBuffers(bufs [][]byte) error
 }
 
 // reset empties the queue and drops references to caller data.
