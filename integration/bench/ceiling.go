@@ -21,6 +21,8 @@ import (
 
 const ceilingHeader = 48 // an iSCSI basic header segment
 
+var errNoRequest = errors.New("loopback: no request completed")
+
 // loopbackResult is one ceiling run.
 type loopbackResult struct {
 	Requests int
@@ -137,16 +139,30 @@ func driveLoopback(ctx context.Context, conn net.Conn, w Workload, d time.Durati
 	resp := make([]byte, ceilingHeader)
 	payload := make([]byte, w.Size)
 	var recvErr error
+	senderDone := false
 	for {
 		mu.Lock()
 		pending := len(sent)
 		mu.Unlock()
-		if pending == 0 && (time.Now().After(deadline) || ctx.Err() != nil) {
-			break
-		}
 		if pending == 0 {
-			// The sender has not sent yet; wait for a request to exist.
-			time.Sleep(10 * time.Microsecond)
+			// Stop only once the sender has: a request it sends after
+			// the last answer must be answered and read too, or closing
+			// the connection with that answer unread resets it.
+			if senderDone {
+				break
+			}
+			select {
+			case err := <-sendErr:
+				senderDone = true
+				if err != nil {
+					recvErr = err
+				}
+			case <-time.After(10 * time.Microsecond):
+				// The sender has not sent yet; wait for a request to exist.
+			}
+			if recvErr != nil {
+				break
+			}
 			continue
 		}
 		if _, err := io.ReadFull(r, resp); err != nil {
@@ -168,14 +184,19 @@ func driveLoopback(ctx context.Context, conn net.Conn, w Workload, d time.Durati
 	}
 	elapsed := time.Since(start)
 	close(stop)
-	if err := <-sendErr; err != nil && recvErr == nil {
-		recvErr = err
+	if recvErr != nil {
+		conn.Close() // the sender may be blocked writing
+	}
+	if !senderDone {
+		if err := <-sendErr; err != nil && recvErr == nil {
+			recvErr = err
+		}
 	}
 	if recvErr != nil {
 		return loopbackResult{}, fmt.Errorf("loopback: %w", recvErr)
 	}
 	if len(lat) == 0 {
-		return loopbackResult{}, errors.New("loopback: no request completed")
+		return loopbackResult{}, errNoRequest
 	}
 	slices.Sort(lat)
 	return loopbackResult{

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // Pseudo-targets that measure the machine's limits.
@@ -348,7 +349,7 @@ func (r *Report) WriteMarkdown(w io.Writer) {
 		for _, s := range r.Sessions {
 			failed := fmt.Sprintf("%d", s.Failed)
 			if s.Error != "" {
-				failed += " (" + s.Error + ")"
+				failed += " (" + tableText(s.Error, 240) + ")"
 			}
 			fmt.Fprintf(w, "| %s | %d | %s | %s | %s | %s | %s |\n", s.Target, s.Sessions, fmtNum(s.IOPS),
 				fmtNum(s.CoresUsed()), fmtNum(s.IOPSPerCore()), fmtNum(float64(s.PeakRSSKiB)/1024), failed)
@@ -366,8 +367,23 @@ func (r *Report) WriteMarkdown(w io.Writer) {
 		fmt.Fprintln(w, "## Failed runs")
 		fmt.Fprintln(w)
 		for _, e := range errs {
-			fmt.Fprintf(w, "- %s\n", strings.ReplaceAll(e, "|", "/"))
+			fmt.Fprintf(w, "- %s\n", tableText(e, 1000))
 		}
 		fmt.Fprintln(w)
 	}
+}
+
+// tableText makes an error message fit one Markdown table cell or list
+// item: one line (a tool's output may hold many), no "|", at most max
+// bytes.
+func tableText(s string, max int) string {
+	s = strings.ReplaceAll(strings.Join(strings.Fields(s), " "), "|", "/")
+	if len(s) > max {
+		cut := max
+		for cut > 0 && !utf8.RuneStart(s[cut]) {
+			cut--
+		}
+		s = s[:cut] + "…"
+	}
+	return s
 }

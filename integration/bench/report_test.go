@@ -261,3 +261,21 @@ func TestParseFlags(t *testing.T) {
 		}
 	}
 }
+
+func TestTableText(t *testing.T) {
+	tests := []struct {
+		in   string
+		max  int
+		want string
+	}{
+		{"plain", 100, "plain"},
+		{"exit status 10: Login Failed.\n|  | iscsi-perf version 0.1\n", 100, "exit status 10: Login Failed. / / iscsi-perf version 0.1"},
+		{"abcdefghij", 4, "abcd…"},
+		{"ĸĸĸ", 3, "ĸ…"}, // never cuts a character in two
+	}
+	for _, tt := range tests {
+		if got := tableText(tt.in, tt.max); got != tt.want {
+			t.Errorf("tableText(%q, %d) = %q, want %q", tt.in, tt.max, got, tt.want)
+		}
+	}
+}
