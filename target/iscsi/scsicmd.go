@@ -1,7 +1,6 @@
 package iscsi
 
 import (
-	"context"
 	"encoding/binary"
 	"errors"
 	"sync/atomic"
@@ -35,12 +34,14 @@ type task struct {
 	received  int    // bytes of data-out stored so far
 	state     taskState
 	aborted   atomic.Bool
-	// cancel ends the context of an executing task, so that a long
-	// command (a SANITIZE waiting for its end, a large copy) stops when
-	// the task is aborted. Set with state under conn.mu.
-	cancel  context.CancelFunc
-	done    chan struct{} // closed when the task has completed or was dropped
-	arrived time.Time     // when the command PDU was taken up (latency metrics)
+	// ctx is the context an executing task runs under, cancelled when it
+	// is aborted, so that a long command (a SANITIZE waiting for its end,
+	// a large copy) stops.
+	ctx taskContext
+	// waiters, guarded by conn.mu, is made by abortTasks for an executing
+	// task and closed by complete once the task has stopped.
+	waiters chan struct{}
+	arrived time.Time // when the command PDU was taken up (latency metrics)
 
 	// Unsolicited data (RFC 7143 4.2.5.2: immediate data plus Data-Out with
 	// TTT 0xffffffff up to FirstBurstLength). Owned by the reader goroutine.
@@ -108,15 +109,13 @@ func (c *conn) handleSCSICommand(hdr *Header, queuedData []byte, queued bool) er
 		return connErrorf("immediate data of %d bytes not allowed", dsl)
 	}
 
-	t := &task{
-		itt:       req.ITT,
-		immediate: req.Immediate,
-		lunRaw:    req.LUN,
-		edtl:      req.ExpectedDataTransferLength,
-		cdb:       req.CDB,
-		done:      make(chan struct{}),
-		arrived:   time.Now(),
-	}
+	t := newTask()
+	t.itt = req.ITT
+	t.immediate = req.Immediate
+	t.lunRaw = req.LUN
+	t.edtl = req.ExpectedDataTransferLength
+	t.cdb = req.CDB
+	t.arrived = time.Now()
 	cdb := t.cdb[:]
 	if len(hdr.AHS) > 0 {
 		ext, err := ExtendedCDB(hdr.AHS)
@@ -351,11 +350,8 @@ func (c *conn) startTask(t *task) {
 		return
 	}
 	t.state = taskExecuting
-	ctx, cancel := context.WithCancel(context.Background())
-	t.cancel = cancel
 	c.mu.Unlock()
 	if t.prepErr != nil {
-		cancel()
 		c.complete(t, 0, t.prepErr, viaWriter)
 		return
 	}
@@ -365,6 +361,7 @@ func (c *conn) startTask(t *task) {
 		t.cmd.Data = t.buf
 	}
 	dev := c.sess.target.Device
+	ctx := &t.ctx
 	small := t.cmd.TransferLength <= inlineExecMax
 	switch {
 	case small && t.cmd.Immediate():
@@ -375,7 +372,6 @@ func (c *conn) startTask(t *task) {
 		// whole burst is answered with one write (flushHeld), so the
 		// reader never blocks in a write while commands queue up behind.
 		n, err := dev.Execute(ctx, &t.cmd)
-		cancel()
 		c.complete(t, n, err, holdForReader)
 		return
 	case small && t.cmd.Dir == scsi.DirRead && c.window.inflight.Load() <= 1 && !c.moreToRead():
@@ -386,7 +382,6 @@ func (c *conn) startTask(t *task) {
 		// counted, and taking them one by one behind a slow backstore
 		// would serialize a deep queue.
 		n, err := dev.Execute(ctx, &t.cmd)
-		cancel()
 		c.complete(t, n, err, writeHere)
 		return
 	}
@@ -394,7 +389,6 @@ func (c *conn) startTask(t *task) {
 	go func() {
 		defer c.wg.Done()
 		n, err := dev.Execute(ctx, &t.cmd)
-		cancel()
 		// The initiator waits for this answer: write it from here when the
 		// socket is idle rather than waking the writer goroutine.
 		c.complete(t, n, err, writeHere)
@@ -413,13 +407,31 @@ func (c *conn) complete(t *task, n int, err error, how sendMode) {
 	if c.tasks[t.itt] == t {
 		delete(c.tasks, t.itt)
 	}
+	// Out of the map, the task is beyond the reach of abortTasks: neither
+	// aborted nor waiters change from here on.
+	waiters := t.waiters
 	c.mu.Unlock()
-	defer close(t.done)
-	defer c.commandDone(t.immediate)
 	if t.aborted.Load() {
 		c.releaseTask(t)
+		c.commandDone(t.immediate)
+		if waiters != nil {
+			close(waiters)
+		}
 		return
 	}
+	c.answer(t, n, err, how)
+	c.commandDone(t.immediate)
+	if waiters != nil {
+		close(waiters)
+	}
+	// Nothing refers to the task any more: the reader looks tasks up in
+	// the map only, and an ABORT TASK that found it there before it left
+	// checks the ITT as well as the pointer.
+	putTask(t)
+}
+
+// answer sends the response of a completed task (complete).
+func (c *conn) answer(t *task, n int, err error, how sendMode) {
 	c.sess.target.Device.Completed(&t.cmd, n, err, time.Since(t.arrived))
 	status, sense := scsi.StatusOf(err)
 

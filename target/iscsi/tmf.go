@@ -42,7 +42,10 @@ func (c *conn) handleTaskMgmt(h *BHS) error {
 			respond(TMFRespTaskNotExist)
 			return nil
 		}
-		waits := c.abortTasks(func(x *task) bool { return x == t })
+		// The ITT too: once completed, the task may be reused for
+		// another command.
+		itt := req.ReferencedTaskTag
+		waits := c.abortTasks(func(x *task) bool { return x == t && x.itt == itt })
 		c.goSender(func() { respond(completeAfter(waits)) })
 	case TMFAbortTaskSet, TMFClearTaskSet:
 		if lu == nil {
@@ -124,15 +127,17 @@ func (c *conn) abortTasks(match func(*task) bool) []chan struct{} {
 		}
 		t.aborted.Store(true)
 		if t.state == taskExecuting {
-			t.cancel() // commands that run long stop at their next check
-			waits = append(waits, t.done)
+			t.ctx.cancel() // commands that run long stop at their next check
+			if t.waiters == nil {
+				t.waiters = make(chan struct{})
+			}
+			waits = append(waits, t.waiters)
 		} else {
 			delete(c.tasks, itt)
 			// The reader owns a receiving task's buffer; it may be reading
 			// into it right now, so the buffer is left to the GC rather
 			// than put back in the pool.
 			c.commandDone(t.immediate)
-			close(t.done)
 		}
 	}
 	return waits
