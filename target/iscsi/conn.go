@@ -42,14 +42,17 @@ type conn struct {
 	params    Params // negotiated; read-only after login
 	window    cmdWindow
 
-	outq     outQueue      // responses waiting for the socket
-	kick     chan struct{} // wakes the writer goroutine (buffered, 1)
-	stopW    chan struct{} // closed to stop the writer goroutine
-	quit     chan struct{} // closed when the connection is going down
-	done     chan struct{} // closed when serve has returned
-	quitOnce sync.Once
-	closeErr atomic.Pointer[ConnError]
-	inLogin  atomic.Bool // still in the login phase (for the login guard)
+	outq outQueue // responses waiting for the socket
+	// writeDeadline is the socket's write deadline (armWriteDeadline);
+	// owned by the flusher of the moment.
+	writeDeadline time.Time
+	kick          chan struct{} // wakes the writer goroutine (buffered, 1)
+	stopW         chan struct{} // closed to stop the writer goroutine
+	quit          chan struct{} // closed when the connection is going down
+	done          chan struct{} // closed when serve has returned
+	quitOnce      sync.Once
+	closeErr      atomic.Pointer[ConnError]
+	inLogin       atomic.Bool // still in the login phase (for the login guard)
 	// malformedSeen: a malformed PDU was logged; later ones are counted and
 	// logged at debug level only, so a hostile peer cannot flood the log.
 	// Owned by the reader goroutine.
@@ -543,7 +546,7 @@ func (c *conn) flushLocked() {
 		for _, x := range batch {
 			c.w.Queue(&x.hdr, x.data)
 		}
-		c.nc.SetWriteDeadline(time.Now().Add(c.opts.NopTimeout))
+		c.armWriteDeadline()
 		err := c.w.Flush()
 		for i, x := range batch {
 			releaseOut(x)
@@ -574,6 +577,21 @@ func (c *conn) flushLocked() {
 	}
 	if fail != nil {
 		c.closeWith(fail)
+	}
+}
+
+// armWriteDeadline bounds the next write: an initiator that stops reading
+// for NopTimeout loses its connection. The deadline moves on only when a
+// quarter of the timeout has passed since it was last set, not for every
+// batch: each SetWriteDeadline is a timer update in the runtime, and a
+// busy connection flushes tens of thousands of times a second. A stuck
+// write thus ends after three quarters of NopTimeout at the earliest.
+// Called by the flusher of the moment only.
+func (c *conn) armWriteDeadline() {
+	now := time.Now()
+	if timeout := c.opts.NopTimeout; now.Add(timeout).Sub(c.writeDeadline) > timeout/4 {
+		c.writeDeadline = now.Add(timeout)
+		c.nc.SetWriteDeadline(c.writeDeadline)
 	}
 }
 
