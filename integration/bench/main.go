@@ -292,6 +292,13 @@ func bench(ctx context.Context, o options) error {
 		}
 	}
 
+	// Without file runs, targets serve no file LUN (there is no image).
+	filePath := func(name string) string {
+		if !needFile {
+			return ""
+		}
+		return imagePath(name)
+	}
 	var targets []Target
 	for _, name := range o.targets {
 		dir := filepath.Join(scratch, name)
@@ -300,9 +307,9 @@ func bench(ctx context.Context, o options) error {
 		}
 		switch name {
 		case TargetBlockport:
-			targets = append(targets, &blockportTarget{bin: bin, dir: dir, filePath: imagePath(name), writeCache: o.writeCache})
+			targets = append(targets, &blockportTarget{bin: bin, dir: dir, filePath: filePath(name), writeCache: o.writeCache})
 		case TargetTgt:
-			targets = append(targets, &tgtTarget{dir: dir, filePath: imagePath(name), writeCache: o.writeCache})
+			targets = append(targets, &tgtTarget{dir: dir, filePath: filePath(name), writeCache: o.writeCache})
 		case TargetGotgt:
 			gbin := o.gotgtBin
 			if gbin == "" {
@@ -329,7 +336,7 @@ func bench(ctx context.Context, o options) error {
 			if err := os.Truncate(mem.Name(), imageSize); err != nil {
 				return err
 			}
-			targets = append(targets, &gotgtTarget{bin: gbin, dir: dir, filePath: imagePath(name), memPath: mem.Name()})
+			targets = append(targets, &gotgtTarget{bin: gbin, dir: dir, filePath: filePath(name), memPath: mem.Name()})
 		}
 	}
 	// Each kind gets freshly started targets, so that what one kind left

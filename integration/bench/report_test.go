@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/blockport/blockport/config"
 )
 
 func TestMedian(t *testing.T) {
@@ -276,6 +278,24 @@ func TestTableText(t *testing.T) {
 	for _, tt := range tests {
 		if got := tableText(tt.in, tt.max); got != tt.want {
 			t.Errorf("tableText(%q, %d) = %q, want %q", tt.in, tt.max, got, tt.want)
+		}
+	}
+}
+
+// TestBlockportConfig: the bench's Blockport config is valid, with the
+// file LUN only when there is an image for it.
+func TestBlockportConfig(t *testing.T) {
+	for _, file := range []string{"", "/var/tmp/bench.img"} {
+		cfg, err := config.Parse("bench.toml", []byte(blockportConfig(t.TempDir(), file, true)), t.TempDir())
+		if err != nil {
+			t.Fatalf("file %q: %v", file, err)
+		}
+		want := 1
+		if file != "" {
+			want = 2
+		}
+		if len(cfg.Targets) != 1 || len(cfg.Targets[0].LUNs) != want {
+			t.Fatalf("file %q: %d targets, want 1 with %d LUNs", file, len(cfg.Targets), want)
 		}
 	}
 }

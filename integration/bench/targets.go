@@ -71,7 +71,7 @@ func waitPort(addr string, d *Daemon, limit time.Duration) error {
 type blockportTarget struct {
 	bin        string
 	dir        string // config, state and nothing else
-	filePath   string // the file LUN's image, prepared by the harness
+	filePath   string // the file LUN's image, prepared by the harness; "" for no file LUN
 	writeCache bool
 	addr       string
 	d          *Daemon
@@ -94,6 +94,19 @@ func (b *blockportTarget) Endpoint(kind string) Endpoint {
 // blockportConfig renders the bench config: both LUNs, and limits that let
 // the multi-session mode log 64 sessions in at once.
 func blockportConfig(dir, filePath string, writeCache bool) string {
+	fileLUN := ""
+	if filePath != "" {
+		fileLUN = fmt.Sprintf(`
+  [[target.lun]]
+  lun = 1
+  backstore = "file"
+  path = %q
+  size = "1GiB"
+  block_size = 512
+  direct_io = true
+  write_cache = %t
+`, filePath, writeCache)
+	}
 	return fmt.Sprintf(`[server]
 listen = ["127.0.0.1:3260"] # replaced by --listen
 state_dir = %q
@@ -110,16 +123,7 @@ allow_any_initiator = true
   backstore = "memory"
   size = "1GiB"
   block_size = 512
-
-  [[target.lun]]
-  lun = 1
-  backstore = "file"
-  path = %q
-  size = "1GiB"
-  block_size = 512
-  direct_io = true
-  write_cache = %t
-`, filepath.Join(dir, "state"), benchIQN, filePath, writeCache)
+`, filepath.Join(dir, "state"), benchIQN) + fileLUN
 }
 
 func (b *blockportTarget) Start(ctx context.Context) error {
@@ -164,7 +168,7 @@ func (b *blockportTarget) Stop() {
 
 type tgtTarget struct {
 	dir         string
-	filePath    string
+	filePath    string // "" for no file LUN
 	writeCache  bool
 	addr        string
 	controlPort int
@@ -227,8 +231,9 @@ func (t *tgtTarget) Start(ctx context.Context) error {
 	}
 	t.addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	// The management channel is an abstract socket named after the control
-	// port: pick one no system tgtd (port 0) uses.
-	t.controlPort = 20000 + os.Getpid()%20000
+	// port: pick one no system tgtd (port 0) uses, within the 0..32767
+	// tgtd accepts.
+	t.controlPort = 1 + os.Getpid()%32000
 	// -f: foreground, so the PID measured is tgtd's; the portal option
 	// keeps it on loopback.
 	t.d, err = startDaemon("tgtd", t.dir, nil, "tgtd", "-f", "-C", strconv.Itoa(t.controlPort), "--iscsi", "portal="+t.addr)
@@ -243,12 +248,13 @@ func (t *tgtTarget) Start(ctx context.Context) error {
 	if !t.writeCache {
 		flags = "direct,sync"
 	}
-	steps := [][]string{
-		{"--op", "new", "--mode", "target", "--tid", "1", "-T", benchIQN},
-		{"--op", "new", "--mode", "logicalunit", "--tid", "1", "--lun", "1", "--bstype", "rdwr", "--bsoflags", flags, "-b", t.filePath},
-		{"--op", "new", "--mode", "logicalunit", "--tid", "1", "--lun", "2", "--bstype", "null", "-b", "bench-null"},
-		{"--op", "bind", "--mode", "target", "--tid", "1", "-I", "ALL"},
+	steps := [][]string{{"--op", "new", "--mode", "target", "--tid", "1", "-T", benchIQN}}
+	if t.filePath != "" {
+		steps = append(steps, []string{"--op", "new", "--mode", "logicalunit", "--tid", "1", "--lun", "1", "--bstype", "rdwr", "--bsoflags", flags, "-b", t.filePath})
 	}
+	steps = append(steps,
+		[]string{"--op", "new", "--mode", "logicalunit", "--tid", "1", "--lun", "2", "--bstype", "null", "-b", "bench-null"},
+		[]string{"--op", "bind", "--mode", "target", "--tid", "1", "-I", "ALL"})
 	for _, s := range steps {
 		if err := t.tgtadm(ctx, s...); err != nil {
 			t.d.Stop(time.Second)
@@ -357,7 +363,7 @@ func copyTree(from, to string) error {
 type gotgtTarget struct {
 	bin      string
 	dir      string // GOSTOR_CONFIG directory
-	filePath string // the file LUN
+	filePath string // the file LUN; "" for none
 	memPath  string // the memory LUN: a file on tmpfs
 	addr     string
 	d        *Daemon
@@ -406,12 +412,13 @@ func (g *gotgtTarget) Start(ctx context.Context) error {
 		Portals  []portal       `json:"iscsiportals"`
 		Targets  map[string]tgt `json:"iscsitargets"`
 	}{
-		Storages: []storage{
-			{DeviceID: 1000, Path: "file:" + g.memPath, Online: true, BlockShift: 9},
-			{DeviceID: 1001, Path: "file:" + g.filePath, Online: true, BlockShift: 9},
-		},
-		Portals: []portal{{ID: 0, Portal: g.addr}},
-		Targets: map[string]tgt{benchIQN: {TPGTs: map[string][]int{"1": {0}}, LUNs: map[string]int{"0": 1000, "1": 1001}}},
+		Storages: []storage{{DeviceID: 1000, Path: "file:" + g.memPath, Online: true, BlockShift: 9}},
+		Portals:  []portal{{ID: 0, Portal: g.addr}},
+		Targets:  map[string]tgt{benchIQN: {TPGTs: map[string][]int{"1": {0}}, LUNs: map[string]int{"0": 1000}}},
+	}
+	if g.filePath != "" {
+		cfg.Storages = append(cfg.Storages, storage{DeviceID: 1001, Path: "file:" + g.filePath, Online: true, BlockShift: 9})
+		cfg.Targets[benchIQN].LUNs["1"] = 1001
 	}
 	data, err := json.MarshalIndent(cfg, "", "  ")
 	if err != nil {

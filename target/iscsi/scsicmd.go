@@ -248,18 +248,19 @@ func (c *conn) sendR2Ts(t *task) {
 func (c *conn) handleDataOut(h *BHS) error {
 	d := h.DataOut()
 	dsl := h.DataSegmentLength()
+	// The state is read with the lookup: an executing task may complete
+	// and be reused (zeroed) at any moment, while a receiving one is
+	// changed only by this goroutine (an abort just marks it).
 	c.mu.Lock()
 	t := c.tasks[d.ITT]
+	if t != nil && t.state != taskReceiving {
+		t = nil
+	}
 	c.mu.Unlock()
-	if t == nil || t.state != taskReceiving {
-		if err := c.r.DiscardData(); err != nil {
-			return err
-		}
-		if t != nil {
-			return nil
-		}
-		// The task may have been aborted; its late data is dropped quietly.
-		return nil
+	if t == nil {
+		// Unknown, aborted or already executing: the data is dropped
+		// quietly.
+		return c.r.DiscardData()
 	}
 	if t.aborted.Load() {
 		return c.r.DiscardData()
