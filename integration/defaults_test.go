@@ -74,3 +74,46 @@ func TestServeBuiltInDefault(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// A SIGTERM sent the moment the ready line appears, while the server is
+// still starting its admin API and metrics, ends in an orderly stop with
+// exit status 0: the signal is caught from before the first listener opens.
+func TestSIGTERMAtReadyLine(t *testing.T) {
+	const iqn = "iqn.2026-11.io.blockport:early-term"
+	dir := TempDir(t)
+	cfgPath := filepath.Join(dir, "blockport.toml")
+	cfg := strings.ReplaceAll(Config(iqn, LUN{LUN: 0, Backstore: "memory", Size: "4MiB"}), "{{DIR}}", dir)
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for round := range 5 {
+		addr := "127.0.0.1:" + strconv.Itoa(FreePort(t))
+		cmd, cancel := Command(time.Minute, Binary(t), "serve", "--config", cfgPath, "--listen", addr)
+		cmd.Dir = dir
+		stdout, err := cmd.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var stderr strings.Builder
+		cmd.Stderr = &stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		first, _ := bufio.NewReader(stdout).ReadString('\n')
+		if !strings.HasPrefix(first, ReadyLine) {
+			cmd.Process.Kill()
+			cmd.Wait()
+			cancel()
+			t.Fatalf("round %d: first line %q, want the ready line\n%s", round, first, stderr.String())
+		}
+		if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+			t.Fatal(err)
+		}
+		go io.Copy(io.Discard, stdout)
+		err = cmd.Wait()
+		cancel()
+		if err != nil {
+			t.Fatalf("round %d: SIGTERM right after the ready line: %v (want exit 0)\n%s", round, err, stderr.String())
+		}
+	}
+}

@@ -120,6 +120,13 @@ func serve(args []string, stdout, stderr io.Writer) int {
 	}
 	log := newLogger(stderr, cfg.Server.LogLevel, cfg.Server.LogFormat)
 
+	// Signals are caught before anything is opened, so a SIGTERM that
+	// arrives while the server starts (a supervisor that saw the ready line,
+	// or gave up waiting) still ends in an orderly shutdown and exit 0,
+	// never the default action's death with backstores half flushed.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
 	srv, err := target.New(cfg, log)
 	if err != nil {
 		log.Error("start failed", "err", err)
@@ -162,8 +169,6 @@ func serve(args []string, stdout, stderr io.Writer) int {
 	}
 	defer ops.stop()
 
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ctx) }()
 	ops.ready()
