@@ -274,6 +274,7 @@ func bench(ctx context.Context, o options) error {
 	rep.Notes = append(rep.Notes,
 		"qemu-img bench: `-t none -n -d QD -c COUNT -s SIZE -S STEP` through qemu's raw driver clipped to 1 GiB; random = step 104729×4 KiB (odd, so every 4 KiB block once per 262144 requests); COUNT calibrated per target from a warm-up run to last about the run time",
 		fmt.Sprintf("run time %.1f s (gotgt %.1f s: it stalls after ~5 s of a session); the iscsi-perf rows only read (READ 16)", o.runSeconds, o.gotgtSeconds),
+		"client cores: the load generator's utime+stime (all threads) over its wall time, login included; qemu-img bench and iscsi-perf drive iSCSI from one thread, so a row near 1.0 is limited by the client, not the target",
 		"CPU s/GB: target process utime+stime over the run per 10^9 bytes moved; peak RSS: VmHWM, reset before each run through /proc/PID/clear_refs; targets are restarted for each LUN kind; a Blockport memory LUN's RSS includes the data written to it (tgt null keeps none, gotgt's tmpfs file is page cache)",
 		"the machine is shared: load from other work moves single runs; compare medians of interleaved rounds")
 
@@ -454,7 +455,7 @@ func (r *runner) calibrate(ctx context.Context, key string, w Workload, secs flo
 		return n, nil
 	}
 	warm := w.warmupCount()
-	took, err := runQemuBench(ctx, runLimit(secs), w, warm, image, imageOpts)
+	took, _, err := runQemuBench(ctx, runLimit(secs), w, warm, image, imageOpts)
 	if err != nil {
 		return 0, fmt.Errorf("warm-up: %w", err)
 	}
@@ -515,9 +516,10 @@ func (r *runner) qemuRun(ctx context.Context, t Target, kind string, w Workload,
 	s.Requests = n
 	var runErr error
 	measured(t.PID(), &s, func() error {
-		took, err := runQemuBench(ctx, runLimit(secs), w, n, image, true)
+		took, use, err := runQemuBench(ctx, runLimit(secs), w, n, image, true)
 		runErr = err
 		s.Seconds = took.Seconds()
+		s.setClient(use)
 		return err
 	})
 	if runErr != nil {
@@ -537,7 +539,9 @@ func (r *runner) perfRun(ctx context.Context, t Target, kind string, w Workload,
 	var runErr error
 	var iops float64
 	measured(t.PID(), &s, func() error {
-		iops, runErr = runIscsiPerf(ctx, w, t.Endpoint(kind), benchIQN+"-perf", secs)
+		var use ClientUsage
+		iops, use, runErr = runIscsiPerf(ctx, w, t.Endpoint(kind), benchIQN+"-perf", secs)
+		s.setClient(use)
 		return runErr
 	})
 	if runErr != nil {
@@ -560,12 +564,13 @@ func (r *runner) rawFileRun(ctx context.Context, path string, w Workload, round 
 		s.Error = err.Error()
 		return s
 	}
-	took, err := runQemuBench(ctx, runLimit(r.o.runSeconds), w, n, path, false)
+	took, use, err := runQemuBench(ctx, runLimit(r.o.runSeconds), w, n, path, false)
 	if err != nil {
 		s.Error = err.Error()
 		return s
 	}
 	s.Requests, s.Seconds = n, took.Seconds()
+	s.setClient(use)
 	s.fill()
 	fmt.Fprintf(os.Stderr, "bench: round %d %-9s %-6s %-14s %-20s %9.0f IOPS %8.1f MB/s\n", round, "raw file", "file", s.Tool, w.Name, s.IOPS, s.MBps)
 	return s
@@ -601,7 +606,7 @@ func (r *runner) sessionsRun(ctx context.Context, t Target, n int) SessionRun {
 		var wg sync.WaitGroup
 		for i := range n {
 			wg.Go(func() {
-				iops, err := runIscsiPerf(ctx, w, ep, fmt.Sprintf("%s-session-%d", benchIQN, i), secs)
+				iops, _, err := runIscsiPerf(ctx, w, ep, fmt.Sprintf("%s-session-%d", benchIQN, i), secs)
 				mu.Lock()
 				defer mu.Unlock()
 				if err != nil {

@@ -206,6 +206,26 @@ func stopAllDaemons() {
 // runTool runs one bounded client process (qemu-img, iscsi-perf, tgtadm) and
 // returns its combined output. The process group is killed at the deadline.
 func runTool(ctx context.Context, limit time.Duration, name string, args ...string) (string, error) {
+	out, _, err := runToolUsage(ctx, limit, name, args...)
+	return out, err
+}
+
+// ClientUsage is what a load generator cost: its CPU time (utime+stime
+// of all its threads) and how long it ran, login and logout included.
+type ClientUsage struct {
+	CPU, Wall time.Duration
+}
+
+// Cores is the CPU time over the wall time: 1.0 is one core kept busy.
+func (u ClientUsage) Cores() float64 {
+	if u.Wall <= 0 {
+		return 0
+	}
+	return u.CPU.Seconds() / u.Wall.Seconds()
+}
+
+// runToolUsage is runTool that also reports the process's CPU use.
+func runToolUsage(ctx context.Context, limit time.Duration, name string, args ...string) (string, ClientUsage, error) {
 	ctx, cancel := context.WithTimeout(ctx, limit)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, name, args...)
@@ -215,14 +235,19 @@ func runTool(ctx context.Context, limit time.Duration, name string, args ...stri
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	cmd.WaitDelay = 2 * time.Second
+	start := time.Now()
 	err := cmd.Run()
+	var use ClientUsage
+	if ps := cmd.ProcessState; ps != nil {
+		use = ClientUsage{CPU: ps.UserTime() + ps.SystemTime(), Wall: time.Since(start)}
+	}
 	if ctx.Err() == context.DeadlineExceeded {
-		return out.String(), &timeoutError{limit: limit}
+		return out.String(), use, &timeoutError{limit: limit}
 	}
 	if err != nil {
-		return out.String(), fmt.Errorf("%s: %w: %s", name, err, lastLines(out.String(), 3))
+		return out.String(), use, fmt.Errorf("%s: %w: %s", name, err, lastLines(out.String(), 3))
 	}
-	return out.String(), nil
+	return out.String(), use, nil
 }
 
 // timeoutError marks a run that did not finish in time (a stalled target).

@@ -34,7 +34,26 @@ type Sample struct {
 	P99us      float64 `json:"p99_us,omitempty"`      //
 	CPUSeconds float64 `json:"cpu_seconds,omitempty"` // target process utime+stime during the run
 	PeakRSSKiB int64   `json:"peak_rss_kib,omitempty"`
-	Error      string  `json:"error,omitempty"`
+	// The load generator's CPU time (all threads) and wall time, login
+	// included: near one core, a single-threaded client such as
+	// qemu-img is what limits the run.
+	ClientCPUSeconds  float64 `json:"client_cpu_seconds,omitempty"`
+	ClientWallSeconds float64 `json:"client_wall_seconds,omitempty"`
+	Error             string  `json:"error,omitempty"`
+}
+
+// setClient records what the load generator cost.
+func (s *Sample) setClient(u ClientUsage) {
+	s.ClientCPUSeconds, s.ClientWallSeconds = u.CPU.Seconds(), u.Wall.Seconds()
+}
+
+// ClientCores is the load generator's CPU time over its wall time; NaN
+// when unmeasured.
+func (s Sample) ClientCores() float64 {
+	if s.ClientWallSeconds <= 0 {
+		return math.NaN()
+	}
+	return s.ClientCPUSeconds / s.ClientWallSeconds
 }
 
 // Bytes is the data moved.
@@ -79,6 +98,7 @@ type Agg struct {
 	P50us, P99us                 float64
 	MeanLatUs                    float64 // Little's law: QD / IOPS
 	CPUSecPerGB                  float64
+	ClientCores                  float64 // Sample.ClientCores
 	PeakRSSMiB                   float64 // the largest peak over the runs
 	Errors                       []string
 }
@@ -89,7 +109,7 @@ type aggKey struct{ target, kind, tool, workload string }
 // and keep their error text, but not in the medians.
 func aggregate(samples []Sample) map[aggKey]*Agg {
 	out := map[aggKey]*Agg{}
-	type acc struct{ iops, mbps, p50, p99, cpu []float64 }
+	type acc struct{ iops, mbps, p50, p99, cpu, client []float64 }
 	accs := map[aggKey]*acc{}
 	for _, s := range samples {
 		k := aggKey{s.Target, s.Kind, s.Tool, s.Workload}
@@ -117,6 +137,9 @@ func aggregate(samples []Sample) map[aggKey]*Agg {
 		if s.CPUSeconds > 0 && s.Bytes() > 0 {
 			c.cpu = append(c.cpu, s.CPUSeconds/(s.Bytes()/1e9))
 		}
+		if cores := s.ClientCores(); !math.IsNaN(cores) {
+			c.client = append(c.client, cores)
+		}
 		if s.PeakRSSKiB > 0 {
 			mib := float64(s.PeakRSSKiB) / 1024
 			if math.IsNaN(a.PeakRSSMiB) || mib > a.PeakRSSMiB {
@@ -129,6 +152,7 @@ func aggregate(samples []Sample) map[aggKey]*Agg {
 		a.IOPS, a.MBps = median(c.iops), median(c.mbps)
 		a.P50us, a.P99us = median(c.p50), median(c.p99)
 		a.CPUSecPerGB = median(c.cpu)
+		a.ClientCores = median(c.client)
 		a.MeanLatUs = math.NaN()
 		if a.IOPS > 0 {
 			a.MeanLatUs = float64(a.QD) / a.IOPS * 1e6
@@ -303,8 +327,8 @@ func (r *Report) WriteMarkdown(w io.Writer) {
 
 	fmt.Fprintln(w, "## Per target (median; latency: mean by Little's law = QD/IOPS, p50/p99 only where measured per request)")
 	fmt.Fprintln(w)
-	fmt.Fprintln(w, "| LUN | tool | workload | target | runs | IOPS | MB/s | mean lat µs | p50 µs | p99 µs | CPU s/GB | peak RSS MiB |")
-	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|---|---|---|")
+	fmt.Fprintln(w, "| LUN | tool | workload | target | runs | IOPS | MB/s | mean lat µs | p50 µs | p99 µs | CPU s/GB | client cores | peak RSS MiB |")
+	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 	var keys []aggKey
 	for k := range aggs {
 		keys = append(keys, k)
@@ -335,9 +359,9 @@ func (r *Report) WriteMarkdown(w io.Writer) {
 		if kind == "" {
 			kind = "–"
 		}
-		fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
+		fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
 			kind, a.Tool, a.Workload, a.Target, runs, fmtNum(a.IOPS), fmtNum(a.MBps), fmtNum(a.MeanLatUs),
-			fmtNum(a.P50us), fmtNum(a.P99us), fmtNum(a.CPUSecPerGB), fmtNum(a.PeakRSSMiB))
+			fmtNum(a.P50us), fmtNum(a.P99us), fmtNum(a.CPUSecPerGB), fmtNum(a.ClientCores), fmtNum(a.PeakRSSMiB))
 	}
 	fmt.Fprintln(w)
 

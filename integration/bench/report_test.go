@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"math"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -74,7 +75,8 @@ func TestPercentileDuration(t *testing.T) {
 
 func sample(target, kind, wl string, round int, iops float64) Sample {
 	s := Sample{Target: target, Kind: kind, Tool: ToolQemu, Workload: wl, Size: 4096, QD: 32, Round: round,
-		Requests: int(iops), Seconds: 1, CPUSeconds: 0.5, PeakRSSKiB: 1024 * int64(round)}
+		Requests: int(iops), Seconds: 1, CPUSeconds: 0.5, PeakRSSKiB: 1024 * int64(round),
+		ClientCPUSeconds: 0.3 * float64(round), ClientWallSeconds: 1.2}
 	s.fill()
 	return s
 }
@@ -110,6 +112,11 @@ func TestAggregateMediansAndFailures(t *testing.T) {
 	if a.PeakRSSMiB != 3 {
 		t.Errorf("peak RSS = %v MiB, want the largest, 3", a.PeakRSSMiB)
 	}
+	// Client cores: 0.3, 0.6 and 0.9 s of CPU over 1.2 s; the failed run
+	// (no usage) does not count.
+	if want := 0.6 / 1.2; math.Abs(a.ClientCores-want) > 1e-9 {
+		t.Errorf("client cores = %v, want the median %v", a.ClientCores, want)
+	}
 }
 
 func TestMarkdownRatios(t *testing.T) {
@@ -129,6 +136,9 @@ func TestMarkdownRatios(t *testing.T) {
 	for _, want := range []string{
 		"| memory | qemu-img bench | 4K rand read QD32 | 60000 / 246 | 40000 / 164 | 30000 / 123 | 1.50x | 2.00x | 120000 / 492 (TCP) | 50% |",
 		"| blockport | 8 | 50000 | 0.25 | 100000 |",
+		// Per target: CPU s/GB 0.5 s over 0.24576 GB, client cores 0.3/1.2.
+		"| memory | qemu-img bench | 4K rand read QD32 | blockport | 1 | 60000 | 246 | 533 | – | – | 2.03 | 0.25 | 1.00 |",
+		"| – | loopback TCP | 4K rand read QD32 | loopback TCP | 1 | 120000 | 492 | 267 | – | – | – | – | – |",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("markdown lacks %q:\n%s", want, out)
@@ -297,5 +307,31 @@ func TestBlockportConfig(t *testing.T) {
 		if len(cfg.Targets) != 1 || len(cfg.Targets[0].LUNs) != want {
 			t.Fatalf("file %q: %d targets, want 1 with %d LUNs", file, len(cfg.Targets), want)
 		}
+	}
+}
+
+// runToolUsage reports the CPU time of the whole process, every thread,
+// and its wall time.
+func TestRunToolUsage(t *testing.T) {
+	// Two shells spinning at once: a process of 0.3 s wall time that
+	// uses up to two cores.
+	spin := "i=0; while [ $i -lt 60000 ]; do i=$((i+1)); done"
+	out, use, err := runToolUsage(context.Background(), time.Minute, "sh", "-c", "("+spin+") & ("+spin+"); wait; echo done")
+	if err != nil || strings.TrimSpace(out) != "done" {
+		t.Fatalf("runToolUsage: %q, %v", out, err)
+	}
+	if use.CPU <= 0 || use.Wall <= 0 {
+		t.Fatalf("usage %+v: want CPU and wall time", use)
+	}
+	// A subshell's time reaches the parent through wait, as qemu-img's
+	// threads count in its own rusage.
+	if c := use.Cores(); c < 0.5 || c > float64(runtime.NumCPU())+0.5 {
+		t.Errorf("cores = %.2f (CPU %v over %v): want the shells' busy time", c, use.CPU, use.Wall)
+	}
+	if _, _, err := runToolUsage(context.Background(), time.Minute, "sh", "-c", "exit 3"); err == nil {
+		t.Error("a failing tool reported no error")
+	}
+	if (ClientUsage{}).Cores() != 0 {
+		t.Error("cores of nothing is not 0")
 	}
 }

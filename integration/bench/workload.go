@@ -149,30 +149,33 @@ const (
 	ToolLoopback  = "loopback TCP"
 )
 
-// runQemuBench runs count requests of w against image and returns the run.
-// The measured time is qemu's own (it excludes login and logout).
-func runQemuBench(ctx context.Context, limit time.Duration, w Workload, count int, image string, imageOpts bool) (time.Duration, error) {
-	out, err := runTool(ctx, limit, "qemu-img", qemuBenchArgs(w, count, image, imageOpts)...)
+// runQemuBench runs count requests of w against image and returns the run
+// and what qemu-img cost. The measured time is qemu's own (it excludes
+// login and logout).
+func runQemuBench(ctx context.Context, limit time.Duration, w Workload, count int, image string, imageOpts bool) (time.Duration, ClientUsage, error) {
+	out, use, err := runToolUsage(ctx, limit, "qemu-img", qemuBenchArgs(w, count, image, imageOpts)...)
 	if err != nil {
-		return 0, err
+		return 0, use, err
 	}
-	return parseQemuBench(out)
+	took, err := parseQemuBench(out)
+	return took, use, err
 }
 
 // runIscsiPerf reads with iscsi-perf for secs seconds (it only reads, with
 // READ(16)); blocks is the request size in 512-byte blocks.
-func runIscsiPerf(ctx context.Context, w Workload, ep Endpoint, initiator string, secs int) (float64, error) {
+func runIscsiPerf(ctx context.Context, w Workload, ep Endpoint, initiator string, secs int) (float64, ClientUsage, error) {
 	if w.Write {
-		return 0, errors.New("iscsi-perf only reads")
+		return 0, ClientUsage{}, errors.New("iscsi-perf only reads")
 	}
 	args := []string{"-i", initiator, "-t", strconv.Itoa(secs), "-m", strconv.Itoa(w.QD), "-b", strconv.Itoa(w.Size / 512)}
 	if w.Random {
 		args = append(args, "-r")
 	}
 	args = append(args, ep.URL())
-	out, err := runTool(ctx, time.Duration(secs)*time.Second+15*time.Second, "iscsi-perf", args...)
+	out, use, err := runToolUsage(ctx, time.Duration(secs)*time.Second+15*time.Second, "iscsi-perf", args...)
 	if err != nil {
-		return 0, err
+		return 0, use, err
 	}
-	return parseIscsiPerf(out)
+	iops, err := parseIscsiPerf(out)
+	return iops, use, err
 }
