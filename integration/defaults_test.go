@@ -2,8 +2,10 @@ package integration
 
 import (
 	"bufio"
+	"context"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -23,18 +25,8 @@ func TestServeBuiltInDefault(t *testing.T) {
 	}
 	dir := TempDir(t)
 	addr := "127.0.0.1:" + strconv.Itoa(FreePort(t))
-	cmd, cancel := Command(2*time.Minute, Binary(t), "serve", "--listen", addr)
+	cmd, stdout, stderr, cancel := startServe(t, 2*time.Minute, dir, "--listen", addr)
 	defer cancel()
-	cmd.Dir = dir
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
 	defer cmd.Process.Kill()
 	lines := make(chan string, 1)
 	go func() {
@@ -88,17 +80,7 @@ func TestSIGTERMAtReadyLine(t *testing.T) {
 	}
 	for round := range 5 {
 		addr := "127.0.0.1:" + strconv.Itoa(FreePort(t))
-		cmd, cancel := Command(time.Minute, Binary(t), "serve", "--config", cfgPath, "--listen", addr)
-		cmd.Dir = dir
-		stdout, err := cmd.StdoutPipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		var stderr strings.Builder
-		cmd.Stderr = &stderr
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
+		cmd, stdout, stderr, cancel := startServe(t, time.Minute, dir, "--config", cfgPath, "--listen", addr)
 		first, _ := bufio.NewReader(stdout).ReadString('\n')
 		if !strings.HasPrefix(first, ReadyLine) {
 			cmd.Process.Kill()
@@ -110,10 +92,30 @@ func TestSIGTERMAtReadyLine(t *testing.T) {
 			t.Fatal(err)
 		}
 		go io.Copy(io.Discard, stdout)
-		err = cmd.Wait()
+		err := cmd.Wait()
 		cancel()
 		if err != nil {
 			t.Fatalf("round %d: SIGTERM right after the ready line: %v (want exit 0)\n%s", round, err, stderr.String())
 		}
 	}
+}
+
+// startServe starts `blockport serve args...` in dir, bounded by timeout,
+// with its stdout on a pipe and its stderr collected.
+func startServe(t *testing.T, timeout time.Duration, dir string, args ...string) (*exec.Cmd, io.ReadCloser, *strings.Builder, context.CancelFunc) {
+	t.Helper()
+	cmd, cancel := Command(timeout, Binary(t), append([]string{"serve"}, args...)...)
+	cmd.Dir = dir
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	stderr := &strings.Builder{}
+	cmd.Stderr = stderr
+	if err := cmd.Start(); err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	return cmd, stdout, stderr, cancel
 }
