@@ -260,6 +260,46 @@ func fmtRatio(v float64) string {
 	return fmt.Sprintf("%.2fx", v)
 }
 
+// roundRatios is a/b of IOPS for each round in which both targets ran the
+// row without failing: the two runs of a round are next to each other in
+// time, so their ratio shows how far load from outside moved the result.
+func roundRatios(samples []Sample, a, b string, row aggKey) []float64 {
+	byRound := map[int][2]float64{}
+	for _, s := range samples {
+		if s.Error != "" || s.Kind != row.kind || s.Tool != row.tool || s.Workload != row.workload {
+			continue
+		}
+		p := byRound[s.Round]
+		switch s.Target {
+		case a:
+			p[0] = s.IOPS
+		case b:
+			p[1] = s.IOPS
+		default:
+			continue
+		}
+		byRound[s.Round] = p
+	}
+	var out []float64
+	for _, p := range byRound {
+		if p[0] > 0 && p[1] > 0 {
+			out = append(out, p[0]/p[1])
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// fmtRatioSpread is the ratio of the medians, followed by the lowest and
+// highest round's ratio when there are two rounds or more.
+func fmtRatioSpread(v float64, rounds []float64) string {
+	s := fmtRatio(v)
+	if math.IsNaN(v) || len(rounds) < 2 {
+		return s
+	}
+	return fmt.Sprintf("%s (%.2f–%.2f)", s, rounds[0], rounds[len(rounds)-1])
+}
+
 func fmtPct(v float64) string {
 	if math.IsNaN(v) {
 		return "–"
@@ -297,7 +337,7 @@ func (r *Report) WriteMarkdown(w io.Writer) {
 	}
 	fmt.Fprintln(w)
 
-	fmt.Fprintln(w, "## Side by side (IOPS / MB/s, median)")
+	fmt.Fprintln(w, "## Side by side (IOPS / MB/s, median; ratios of the medians, with the lowest and highest single round's ratio)")
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "| LUN | tool | workload | Blockport | tgt | gotgt | Blockport/tgt | Blockport/gotgt | ceiling | Blockport % of ceiling |")
 	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|---|")
@@ -320,7 +360,8 @@ func (r *Report) WriteMarkdown(w io.Writer) {
 		}
 		fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
 			row.kind, row.tool, row.workload, cell(b), cell(t), cell(g),
-			fmtRatio(ratio(iops(b), iops(t))), fmtRatio(ratio(iops(b), iops(g))),
+			fmtRatioSpread(ratio(iops(b), iops(t)), roundRatios(r.Samples, TargetBlockport, TargetTgt, row)),
+			fmtRatioSpread(ratio(iops(b), iops(g)), roundRatios(r.Samples, TargetBlockport, TargetGotgt, row)),
 			ceilText, fmtPct(ratio(iops(b), iops(ceil))))
 	}
 	fmt.Fprintln(w)

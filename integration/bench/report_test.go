@@ -335,3 +335,52 @@ func TestRunToolUsage(t *testing.T) {
 		t.Error("cores of nothing is not 0")
 	}
 }
+
+// The side-by-side ratio carries the spread of the per-round ratios; a
+// round where either target failed does not count.
+func TestRoundRatioSpread(t *testing.T) {
+	wl := "4K rand write QD32"
+	failed := sample(TargetTgt, KindMemory, wl, 4, 0)
+	failed.Error = "no answer within 10s (stalled)"
+	samples := []Sample{
+		sample(TargetBlockport, KindMemory, wl, 1, 60000), sample(TargetTgt, KindMemory, wl, 1, 40000), // 1.50
+		sample(TargetBlockport, KindMemory, wl, 2, 45000), sample(TargetTgt, KindMemory, wl, 2, 50000), // 0.90
+		sample(TargetBlockport, KindMemory, wl, 3, 66000), sample(TargetTgt, KindMemory, wl, 3, 40000), // 1.65
+		sample(TargetBlockport, KindMemory, wl, 4, 99000), failed,
+		sample(TargetGotgt, KindMemory, wl, 1, 30000),
+	}
+	row := aggKey{kind: KindMemory, tool: ToolQemu, workload: wl}
+	got := roundRatios(samples, TargetBlockport, TargetTgt, row)
+	want := []float64{0.9, 1.5, 1.65}
+	if len(got) != len(want) {
+		t.Fatalf("round ratios %v, want %v", got, want)
+	}
+	for i := range want {
+		if math.Abs(got[i]-want[i]) > 1e-9 {
+			t.Fatalf("round ratios %v, want %v", got, want)
+		}
+	}
+	if g := roundRatios(samples, TargetBlockport, TargetGotgt, row); len(g) != 1 {
+		t.Errorf("Blockport/gotgt round ratios %v, want the one round gotgt ran", g)
+	}
+	for _, tt := range []struct {
+		v      float64
+		rounds []float64
+		want   string
+	}{
+		{1.5, want, "1.50x (0.90–1.65)"},
+		{2, []float64{2}, "2.00x"},
+		{math.NaN(), want, "–"},
+	} {
+		if s := fmtRatioSpread(tt.v, tt.rounds); s != tt.want {
+			t.Errorf("fmtRatioSpread(%v, %v) = %q, want %q", tt.v, tt.rounds, s, tt.want)
+		}
+	}
+	rep := &Report{Started: time.Unix(0, 0).UTC(), Command: "bench", Rounds: 4, Machine: "test", Samples: samples}
+	var buf bytes.Buffer
+	rep.WriteMarkdown(&buf)
+	// Medians: Blockport 63000 (of four), tgt 40000 (of three).
+	if row := "| 63000 / 258 | 40000 / 164 (1/4 failed) | 30000 / 123 | 1.57x (0.90–1.65) | 2.10x |"; !strings.Contains(buf.String(), row) {
+		t.Errorf("markdown lacks %q:\n%s", row, buf.String())
+	}
+}
