@@ -339,6 +339,31 @@ func (t table) duration(k string, lo, hi time.Duration, dst *time.Duration) {
 	*dst = d
 }
 
+// shortDuration reads a duration of 0..hi written with its unit ("50us"):
+// a bare number would be seconds in the other duration keys, far beyond
+// hi, so it is refused rather than guessed at.
+func (t table) shortDuration(k string, hi time.Duration, dst *time.Duration) {
+	v, ok := t.m[k]
+	if !ok {
+		return
+	}
+	s, isStr := v.(string)
+	if !isStr {
+		t.wrongType(k, fmt.Sprintf("a duration with its unit, such as \"50us\" (at most %v)", hi))
+		return
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		t.r.add(t.key(k), "%q is not a duration such as \"50us\"", s)
+		return
+	}
+	if d < 0 || d > hi {
+		t.r.add(t.key(k), "must be between 0 and %v, not %v", hi, d)
+		return
+	}
+	*dst = d
+}
+
 // validateAccess checks ACLs, CHAP and limits. checkFiles loads secret
 // files (and checks their permissions).
 func validateAccess(c *Config, r *reporter, checkFiles bool) {

@@ -15,7 +15,7 @@ import (
 // The keys each table accepts; anything else is an unknown key.
 var (
 	rootKeys   = []string{"server", "discovery", "limits", "target", "isns"}
-	serverKeys = []string{"listen", "state_dir", "log_level", "log_format", "metrics_listen", "admin_socket"}
+	serverKeys = []string{"listen", "state_dir", "log_level", "log_format", "metrics_listen", "admin_socket", "busy_poll"}
 	targetKeys = []string{"name", "alias", "allow_any_initiator", "lun", "acl", "chap", "mutual_chap", "chap_algorithms", "portal_group"}
 	lunKeys    = []string{"lun", "backstore", "path", "size", "block_size", "direct_io", "write_cache", "read_only", "serial", "removable", "vendor", "product", "thin_threshold_percent", "physical_block_size", "encrypt", "pool", "image", "ceph_conf", "client_id", "keyring"}
 )
@@ -216,6 +216,7 @@ func decodeConfig(doc map[string]any, baseDir string, r *reporter) *Config {
 		server.str("log_format", &c.Server.LogFormat)
 		server.str("metrics_listen", &c.Server.MetricsListen)
 		adminSet = server.str("admin_socket", &adminSocket)
+		server.shortDuration("busy_poll", MaxBusyPoll, &c.Server.BusyPoll)
 	}
 	c.Server.StateDir = resolvePath(baseDir, c.Server.StateDir)
 	// admin_socket: "" (unset) is the default inside state_dir, "off" turns

@@ -169,5 +169,6 @@ func fabricOptions(cfg *config.Config) (iscsi.Options, error) {
 		MaxSessionsPerTarget: l.MaxSessionsPerTarget,
 		MaxConnections:       l.MaxConnections,
 		MaxLoginsPerSource:   l.MaxLoginsPerSource,
+		BusyPoll:             cfg.Server.BusyPoll,
 	}, nil
 }

@@ -258,6 +258,10 @@ func (s *Server) Reload(cfg *config.Config) (*ReloadReport, error) {
 		s.svc.SetDiscoveryAuth(*newDiscovery)
 		rep.Changes = append(rep.Changes, "discovery authentication changed (from the next discovery login)")
 	}
+	if old.Server.BusyPoll != cfg.Server.BusyPoll {
+		s.svc.SetBusyPoll(cfg.Server.BusyPoll)
+		rep.Changes = append(rep.Changes, fmt.Sprintf("server.busy_poll changed from %v to %v (every connection, at once)", old.Server.BusyPoll, cfg.Server.BusyPoll))
+	}
 	if newLimits != nil {
 		s.svc.SetLimits(*newLimits)
 		rep.Changes = append(rep.Changes, "[limits] changed (from the next connection; sessions up keep what they negotiated)")
@@ -463,8 +467,9 @@ func restartOnly(old, cfg *config.Config) []string {
 	var w []string
 	os, ns := old.Server, cfg.Server
 	os.Listen, ns.Listen = nil, nil
+	os.BusyPoll, ns.BusyPoll = 0, 0
 	if !reflect.DeepEqual(os, ns) {
-		w = append(w, "[server]: settings other than listen take effect at the next start")
+		w = append(w, "[server]: settings other than listen and busy_poll take effect at the next start")
 	}
 	if !reflect.DeepEqual(old.ISNS, cfg.ISNS) {
 		w = append(w, "[isns] takes effect at the next start")

@@ -30,6 +30,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/blockport/blockport/config"
 )
 
 type options struct {
@@ -44,6 +46,7 @@ type options struct {
 	bin           string
 	dir           string
 	writeCache    bool
+	busyPoll      time.Duration
 	iscsiPerf     bool
 	ceiling       bool
 	gotgtBin      string
@@ -86,6 +89,7 @@ func parseFlags(args []string) (options, error) {
 	fs.StringVar(&o.bin, "bin", "bin/blockport", "blockport binary (make bench builds it)")
 	fs.StringVar(&o.dir, "dir", "", "scratch directory on a filesystem with O_DIRECT (default $TMPDIR, then /var/tmp)")
 	fs.BoolVar(&o.writeCache, "write-cache", true, "file LUNs acknowledge writes from O_DIRECT without a per-write sync (tgt's default); false: write-through (Blockport write_cache=false, tgt bsoflags direct,sync)")
+	fs.DurationVar(&o.busyPoll, "busy-poll", 0, "Blockport's server.busy_poll (e.g. 30us); 0: off, as by default")
 	fs.BoolVar(&o.iscsiPerf, "iscsi-perf", true, "also measure the read workloads with libiscsi's iscsi-perf")
 	fs.BoolVar(&o.ceiling, "ceiling", true, "measure the loopback TCP and raw file ceilings")
 	fs.StringVar(&o.gotgtBin, "gotgt", "", "prebuilt gotgt binary (default: build "+gotgtVersion+" from the module proxy, cached)")
@@ -106,6 +110,9 @@ func parseFlags(args []string) (options, error) {
 		if o.quick {
 			o.runSeconds = 1
 		}
+	}
+	if o.busyPoll < 0 || o.busyPoll > config.MaxBusyPoll {
+		return o, fmt.Errorf("-busy-poll: %v is not between 0 and %v", o.busyPoll, config.MaxBusyPoll)
 	}
 	if o.rounds < 1 || o.runSeconds <= 0 || o.gotgtSeconds <= 0 || o.gotgtSeconds > 4 {
 		return o, errors.New("-rounds must be >= 1, -seconds > 0, and -gotgt-seconds in (0, 4]")
@@ -308,7 +315,7 @@ func bench(ctx context.Context, o options) error {
 		}
 		switch name {
 		case TargetBlockport:
-			targets = append(targets, &blockportTarget{bin: bin, dir: dir, filePath: filePath(name), writeCache: o.writeCache})
+			targets = append(targets, &blockportTarget{bin: bin, dir: dir, filePath: filePath(name), writeCache: o.writeCache, busyPoll: o.busyPoll})
 		case TargetTgt:
 			targets = append(targets, &tgtTarget{dir: dir, filePath: filePath(name), writeCache: o.writeCache})
 		case TargetGotgt:

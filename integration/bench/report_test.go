@@ -264,10 +264,14 @@ func TestParseFlags(t *testing.T) {
 		t.Errorf("quick: %+v, %v", o, err)
 	}
 	o, err = parseFlags(nil)
-	if err != nil || o.rounds != 3 || o.gotgtSeconds != 2 {
+	if err != nil || o.rounds != 3 || o.gotgtSeconds != 2 || o.busyPoll != 0 {
 		t.Errorf("default: %+v, %v", o, err)
 	}
-	for _, bad := range [][]string{{"-targets", "lio"}, {"-kinds", "block"}, {"-sessions", "0"}, {"-gotgt-seconds", "6"}, {"extra"}} {
+	if o, err = parseFlags([]string{"-busy-poll", "30us"}); err != nil || o.busyPoll != 30*time.Microsecond {
+		t.Errorf("-busy-poll 30us: %v, %v", o.busyPoll, err)
+	}
+	for _, bad := range [][]string{{"-targets", "lio"}, {"-kinds", "block"}, {"-sessions", "0"}, {"-gotgt-seconds", "6"}, {"extra"},
+		{"-busy-poll", "2ms"}, {"-busy-poll", "-1us"}, {"-busy-poll", "30"}} {
 		if _, err := parseFlags(bad); err == nil {
 			t.Errorf("%q accepted", bad)
 		}
@@ -293,10 +297,20 @@ func TestTableText(t *testing.T) {
 }
 
 // TestBlockportConfig: the bench's Blockport config is valid, with the
-// file LUN only when there is an image for it.
+// file LUN only when there is an image for it, and busy polling only when
+// asked for.
 func TestBlockportConfig(t *testing.T) {
+	for _, poll := range []time.Duration{0, 30 * time.Microsecond} {
+		cfg, err := config.Parse("bench.toml", []byte(blockportConfig(t.TempDir(), "", true, poll)), t.TempDir())
+		if err != nil {
+			t.Fatalf("busy poll %v: %v", poll, err)
+		}
+		if cfg.Server.BusyPoll != poll {
+			t.Fatalf("busy_poll = %v, want %v", cfg.Server.BusyPoll, poll)
+		}
+	}
 	for _, file := range []string{"", "/var/tmp/bench.img"} {
-		cfg, err := config.Parse("bench.toml", []byte(blockportConfig(t.TempDir(), file, true)), t.TempDir())
+		cfg, err := config.Parse("bench.toml", []byte(blockportConfig(t.TempDir(), file, true, 0)), t.TempDir())
 		if err != nil {
 			t.Fatalf("file %q: %v", file, err)
 		}

@@ -73,6 +73,7 @@ type blockportTarget struct {
 	dir        string // config, state and nothing else
 	filePath   string // the file LUN's image, prepared by the harness; "" for no file LUN
 	writeCache bool
+	busyPoll   time.Duration // server.busy_poll; 0: off (the default)
 	addr       string
 	d          *Daemon
 }
@@ -80,7 +81,11 @@ type blockportTarget struct {
 func (b *blockportTarget) Name() string { return "blockport" }
 func (b *blockportTarget) PID() int     { return b.d.PID() }
 func (b *blockportTarget) Notes() string {
-	return fmt.Sprintf("memory: backstore \"memory\"; file: backstore \"file\", direct_io = true, write_cache = %t", b.writeCache)
+	n := fmt.Sprintf("memory: backstore \"memory\"; file: backstore \"file\", direct_io = true, write_cache = %t", b.writeCache)
+	if b.busyPoll > 0 {
+		n += fmt.Sprintf("; busy_poll = %q", b.busyPoll)
+	}
+	return n
 }
 
 func (b *blockportTarget) Endpoint(kind string) Endpoint {
@@ -92,8 +97,9 @@ func (b *blockportTarget) Endpoint(kind string) Endpoint {
 }
 
 // blockportConfig renders the bench config: both LUNs, and limits that let
-// the multi-session mode log 64 sessions in at once.
-func blockportConfig(dir, filePath string, writeCache bool) string {
+// the multi-session mode log 64 sessions in at once; busy polling when
+// busyPoll is set.
+func blockportConfig(dir, filePath string, writeCache bool, busyPoll time.Duration) string {
 	fileLUN := ""
 	if filePath != "" {
 		fileLUN = fmt.Sprintf(`
@@ -107,10 +113,14 @@ func blockportConfig(dir, filePath string, writeCache bool) string {
   write_cache = %t
 `, filePath, writeCache)
 	}
+	poll := ""
+	if busyPoll > 0 {
+		poll = fmt.Sprintf("busy_poll = %q\n", busyPoll)
+	}
 	return fmt.Sprintf(`[server]
 listen = ["127.0.0.1:3260"] # replaced by --listen
 state_dir = %q
-
+%s
 [limits]
 max_logins_per_source = 128
 
@@ -123,12 +133,12 @@ allow_any_initiator = true
   backstore = "memory"
   size = "1GiB"
   block_size = 512
-`, filepath.Join(dir, "state"), benchIQN) + fileLUN
+`, filepath.Join(dir, "state"), poll, benchIQN) + fileLUN
 }
 
 func (b *blockportTarget) Start(ctx context.Context) error {
 	cfg := filepath.Join(b.dir, "blockport.toml")
-	if err := os.WriteFile(cfg, []byte(blockportConfig(b.dir, b.filePath, b.writeCache)), 0o644); err != nil {
+	if err := os.WriteFile(cfg, []byte(blockportConfig(b.dir, b.filePath, b.writeCache, b.busyPoll)), 0o644); err != nil {
 		return err
 	}
 	port, err := freePort()

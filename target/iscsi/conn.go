@@ -112,7 +112,7 @@ func newConn(svc *Service, nc net.Conn, tpgt uint16) *conn {
 		nc:      nc,
 		tpgt:    tpgt,
 		log:     svc.log.With("remote", nc.RemoteAddr().String(), "portal", nc.LocalAddr().String()),
-		sock:    newRawSocket(nc),
+		sock:    newRawSocket(nc, &svc.poller),
 		quit:    make(chan struct{}),
 		done:    make(chan struct{}),
 		tasks:   make(map[uint32]*task),

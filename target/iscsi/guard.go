@@ -177,6 +177,10 @@ type Stats struct {
 	RefusedConns      uint64 // connections closed at once by a limit
 	MalformedPDUs     uint64 // PDUs answered with a Reject or a closed connection
 	ActiveConnections int
+	// Busy polls ([server] busy_poll, busypoll.go): those that found data
+	// within the budget, and those that ran out and parked the reader.
+	BusyPollsFound   uint64
+	BusyPollsExpired uint64
 }
 
 // Stats returns the access counters.
@@ -189,5 +193,7 @@ func (s *Service) Stats() Stats {
 		RefusedConns:      s.guard.refused.Load(),
 		MalformedPDUs:     s.malformed.Load(),
 		ActiveConnections: active,
+		BusyPollsFound:    s.poller.found.Load(),
+		BusyPollsExpired:  s.poller.expired.Load(),
 	}
 }

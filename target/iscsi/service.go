@@ -80,6 +80,9 @@ type Options struct {
 	// DiscoveryFilter, when set, narrows what SendTargets lists in a
 	// discovery session beyond the targets' Admit (iSNS discovery domains).
 	DiscoveryFilter DiscoveryFilter
+	// BusyPoll is the initial busy-poll budget (busypoll.go; 0: off);
+	// SetBusyPoll changes it.
+	BusyPoll time.Duration
 }
 
 // DiscoveryFilter decides which targets an initiator may discover; the
@@ -122,6 +125,7 @@ type Service struct {
 	// DiscoveryAuth until SetDiscoveryAuth replaces it (a reload).
 	discoveryAuth atomic.Pointer[AuthPolicy]
 	obs           Observer // set before serving (observe.go); may be nil
+	poller        busyPoller
 }
 
 // sessionKey identifies a session for reinstatement: RFC 7143 4.4.3, the
@@ -151,6 +155,7 @@ func NewService(reg Registry, opts Options) *Service {
 	}
 	s.opts.Store(&opts)
 	s.SetDiscoveryAuth(opts.DiscoveryAuth)
+	s.SetBusyPoll(opts.BusyPoll)
 	return s
 }
 

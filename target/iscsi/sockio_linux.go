@@ -32,6 +32,13 @@ type rawSocket struct {
 	rerrno syscall.Errno
 	readFn func(fd uintptr) bool
 
+	// poll, when set, may keep reading an empty socket for a while
+	// before the reader parks (busypoll.go). pollFd and pollFn serve it
+	// without a closure per read.
+	poll   *busyPoller
+	pollFd uintptr
+	pollFn func() bool
+
 	// Write state, owned by the writer of the moment.
 	iov     []unix.Iovec
 	wleft   []unix.Iovec // what writeFn still has to send
@@ -45,8 +52,8 @@ type rawSocket struct {
 }
 
 // newRawSocket returns a rawSocket for nc, or nil when nc is not a TCP
-// connection (a net.Pipe in tests).
-func newRawSocket(nc net.Conn) *rawSocket {
+// connection (a net.Pipe in tests). poll may be nil.
+func newRawSocket(nc net.Conn, poll *busyPoller) *rawSocket {
 	sc, ok := nc.(syscall.Conn)
 	if !ok {
 		return nil
@@ -58,8 +65,9 @@ func newRawSocket(nc net.Conn) *rawSocket {
 	if err != nil {
 		return nil
 	}
-	s := &rawSocket{rc: rc}
+	s := &rawSocket{rc: rc, poll: poll}
 	s.readFn = s.read
+	s.pollFn = s.readAgain
 	s.writeFn = s.writev
 	s.inqFn = s.siocinq
 	return s
@@ -68,10 +76,25 @@ func newRawSocket(nc net.Conn) *rawSocket {
 func (s *rawSocket) read(fd uintptr) bool {
 	n, _, e := unix.RawSyscall(unix.SYS_READ, fd, uintptr(unsafe.Pointer(&s.rbuf[0])), uintptr(len(s.rbuf)))
 	if e == unix.EAGAIN {
+		if s.poll != nil {
+			s.pollFd = fd
+			return s.poll.poll(s.pollFn)
+		}
 		return false // wait for readiness
 	}
 	if e == unix.EINTR {
 		return s.read(fd)
+	}
+	s.rn, s.rerrno = int(n), e
+	return true
+}
+
+// readAgain is one read of a busy poll: true when it got data, EOF or an
+// error (all for Read to report), false when the socket is still empty.
+func (s *rawSocket) readAgain() bool {
+	n, _, e := unix.RawSyscall(unix.SYS_READ, s.pollFd, uintptr(unsafe.Pointer(&s.rbuf[0])), uintptr(len(s.rbuf)))
+	if e == unix.EAGAIN || e == unix.EINTR {
+		return false
 	}
 	s.rn, s.rerrno = int(n), e
 	return true

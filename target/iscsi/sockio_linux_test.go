@@ -40,11 +40,11 @@ func TestRawSocketOnlyForTCP(t *testing.T) {
 	a, b := net.Pipe()
 	defer a.Close()
 	defer b.Close()
-	if newRawSocket(a) != nil {
+	if newRawSocket(a, nil) != nil {
 		t.Fatal("rawSocket for a net.Pipe")
 	}
 	s, _ := tcpPair(t)
-	if newRawSocket(s) == nil {
+	if newRawSocket(s, nil) == nil {
 		t.Fatal("no rawSocket for a TCP connection")
 	}
 }
@@ -66,7 +66,7 @@ func TestRawSocketWriteBuffers(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			srv, cli := tcpPair(t)
-			s := newRawSocket(srv)
+			s := newRawSocket(srv, nil)
 			var want bytes.Buffer
 			bufs := make([][]byte, tt.pieces)
 			for i := range bufs {
@@ -111,7 +111,7 @@ func TestRawSocketWriteBuffers(t *testing.T) {
 
 func TestRawSocketWriteDeadline(t *testing.T) {
 	srv, _ := tcpPair(t)
-	s := newRawSocket(srv)
+	s := newRawSocket(srv, nil)
 	srv.SetWriteDeadline(time.Now().Add(200 * time.Millisecond))
 	big := [][]byte{make([]byte, 64<<20)} // the peer never reads
 	start := time.Now()
@@ -126,7 +126,7 @@ func TestRawSocketWriteDeadline(t *testing.T) {
 
 func TestRawSocketWriteToClosedPeer(t *testing.T) {
 	srv, cli := tcpPair(t)
-	s := newRawSocket(srv)
+	s := newRawSocket(srv, nil)
 	cli.SetLinger(0)
 	cli.Close() // RST: the next writes fail
 	srv.SetWriteDeadline(time.Now().Add(5 * time.Second))
@@ -143,7 +143,7 @@ func TestRawSocketWriteToClosedPeer(t *testing.T) {
 
 func TestRawSocketRead(t *testing.T) {
 	srv, cli := tcpPair(t)
-	s := newRawSocket(srv)
+	s := newRawSocket(srv, nil)
 	if n, err := s.Read(nil); n != 0 || err != nil {
 		t.Fatalf("empty read: %d, %v", n, err)
 	}
@@ -203,7 +203,7 @@ func TestRawSocketRead(t *testing.T) {
 // reader (closeWith): a deadline in the past wakes a waiting Read.
 func TestRawSocketReadUnblockedByDeadline(t *testing.T) {
 	srv, _ := tcpPair(t)
-	s := newRawSocket(srv)
+	s := newRawSocket(srv, nil)
 	done := make(chan error, 1)
 	go func() {
 		_, err := s.Read(make([]byte, 10))

@@ -74,6 +74,9 @@ var (
 		"Open TCP connections of the whole server, logins and discovery included.", nil, nil)
 	descRefused = prometheus.NewDesc(ns+"_connections_refused_total",
 		"Connections closed at once because a connection or login limit was reached.", nil, nil)
+	descBusyPolls = prometheus.NewDesc(ns+"_busy_polls_total",
+		"Busy polls of an empty connection socket (server.busy_poll), by result: data (found within the budget) or timeout (the reader then waited).",
+		[]string{"result"}, nil)
 	descLUNs = prometheus.NewDesc(ns+"_luns",
 		"Mapped LUNs, by target.", []string{"target"}, nil)
 	// [isns] only.
@@ -142,7 +145,7 @@ func (m *Metrics) PDURejected(action string) {
 // Describe implements prometheus.Collector.
 func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descCommands, descBytes, descLatency, descErrors, descConflicts,
-		descOtherStatus, descCapacity, descAllocated, descSessions, descConnections, descAllConns, descRefused, descLUNs,
+		descOtherStatus, descCapacity, descAllocated, descSessions, descConnections, descAllConns, descRefused, descBusyPolls, descLUNs,
 		descISNSRegistrations, descISNSRefreshes, descISNSRegistered} {
 		ch <- d
 	}
@@ -206,6 +209,8 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 	}
 	gauge(descAllConns, float64(st.Fabric.ActiveConnections))
 	counter(descRefused, st.Fabric.RefusedConns)
+	counter(descBusyPolls, st.Fabric.BusyPollsFound, "data")
+	counter(descBusyPolls, st.Fabric.BusyPollsExpired, "timeout")
 	if is := st.ISNS; is != nil {
 		counter(descISNSRegistrations, is.Registrations, "success")
 		counter(descISNSRegistrations, is.RegistrationFailures, "failure")
