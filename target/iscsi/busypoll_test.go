@@ -3,6 +3,7 @@ package iscsi
 import (
 	"bytes"
 	"io"
+	"net"
 	"testing"
 	"time"
 )
@@ -109,6 +110,18 @@ func recvResult(t *testing.T, ch <-chan readResult) readResult {
 	}
 }
 
+// spinningRead starts a Read on a fresh loopback connection with a poll
+// budget of a minute and returns once the reader spins: the peer's end,
+// and where the Read's result arrives.
+func spinningRead(t *testing.T, p *busyPoller) (*net.TCPConn, <-chan readResult) {
+	t.Helper()
+	srv, cli := tcpPair(t)
+	p.budget.Store(int64(time.Minute))
+	ch := readAsync(newRawSocket(srv, p))
+	waitFor(t, "the reader to spin", p.spinning.Load)
+	return cli, ch
+}
+
 // TestRawSocketBusyPoll runs Read on real loopback sockets with a busy
 // poller: data that arrives while the reader spins, data after the budget
 // ran out (the netpoller's wake-up), the peer's close while spinning, and
@@ -117,11 +130,8 @@ func recvResult(t *testing.T, ch <-chan readResult) readResult {
 // on when the test writes, however slow the machine.
 func TestRawSocketBusyPoll(t *testing.T) {
 	t.Run("data while spinning", func(t *testing.T) {
-		srv, cli := tcpPair(t)
 		var p busyPoller
-		p.budget.Store(int64(time.Minute))
-		ch := readAsync(newRawSocket(srv, &p))
-		waitFor(t, "the reader to spin", p.spinning.Load)
+		cli, ch := spinningRead(t, &p)
 		cli.Write([]byte("ping"))
 		r := recvResult(t, ch)
 		if r.err != nil || !bytes.Equal(r.b, []byte("ping")) {
@@ -150,23 +160,17 @@ func TestRawSocketBusyPoll(t *testing.T) {
 		}
 	})
 	t.Run("peer closes while spinning", func(t *testing.T) {
-		srv, cli := tcpPair(t)
 		var p busyPoller
-		p.budget.Store(int64(time.Minute))
-		ch := readAsync(newRawSocket(srv, &p))
-		waitFor(t, "the reader to spin", p.spinning.Load)
+		cli, ch := spinningRead(t, &p)
 		cli.Close()
 		if r := recvResult(t, ch); r.err != io.EOF {
 			t.Fatalf("Read after the peer closed = %q, %v; want EOF", r.b, r.err)
 		}
 	})
 	t.Run("one spinner", func(t *testing.T) {
-		srvA, cliA := tcpPair(t)
-		srvB, cliB := tcpPair(t)
 		var p busyPoller
-		p.budget.Store(int64(time.Minute))
-		chA := readAsync(newRawSocket(srvA, &p))
-		waitFor(t, "reader A to spin", p.spinning.Load)
+		cliA, chA := spinningRead(t, &p)
+		srvB, cliB := tcpPair(t)
 		chB := readAsync(newRawSocket(srvB, &p))
 		cliB.Write([]byte("b"))
 		if r := recvResult(t, chB); r.err != nil || string(r.b) != "b" {
