@@ -37,8 +37,10 @@ func TestBusyPoll(t *testing.T) {
 	qemuIOCheck(t, qemuIO, s.URL(testIQN, 0), cmds...)
 	found, expired := polls()
 	// 400 commands, each answered before qemu-io sends the next: the
-	// reader polls after every one (a slow machine may let some run out).
-	if found+expired < 400 || found < 1 {
+	// reader finds the socket empty and polls after most of them (not
+	// all: qemu-io's next command may be there before the reader looks;
+	// a slow machine may let some polls run out).
+	if found+expired < 100 || found < 1 {
 		t.Fatalf("busy polls after 400 queue-depth-1 commands: %v found data, %v ran out", found, expired)
 	}
 
@@ -50,6 +52,9 @@ func TestBusyPoll(t *testing.T) {
 	if !strings.Contains(o, "server.busy_poll changed from 1ms to 0s") || strings.Contains(o, "next start") {
 		t.Fatalf("reload of busy_poll: %s", o)
 	}
+	// Counted from here: the first session's last poll (its EOF) may
+	// have landed after the scrape above.
+	found, expired = polls()
 	qemuIOCheck(t, qemuIO, s.URL(testIQN, 0), cmds[:100]...)
 	if f, e := polls(); f != found || e != expired {
 		t.Fatalf("busy polls went on after busy_poll was turned off: %v/%v, then %v/%v", found, expired, f, e)
