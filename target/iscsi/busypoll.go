@@ -33,7 +33,8 @@ func (p *busyPoller) set(d time.Duration) {
 
 // poll calls try until it reports data or the budget runs out, when the
 // budget is on and no other reader spins. It reports whether try found
-// data; false means wait for readiness as usual.
+// something to report (data, or the end of the connection); false means
+// wait for readiness as usual.
 func (p *busyPoller) poll(try func() bool) bool {
 	d := time.Duration(p.budget.Load())
 	if d <= 0 || !p.spinning.CompareAndSwap(false, true) {
@@ -58,5 +59,6 @@ func (p *busyPoller) poll(try func() bool) bool {
 
 // SetBusyPoll sets how long a connection's reader keeps reading an empty
 // socket before it parks (0 turns it off; more than a millisecond is a
-// millisecond, the bound config.MaxBusyPoll puts on the setting). It applies at once to every connection.
+// millisecond, the bound config.MaxBusyPoll puts on the setting). It
+// applies at once to every connection.
 func (s *Service) SetBusyPoll(d time.Duration) { s.poller.set(d) }

@@ -74,31 +74,35 @@ func newRawSocket(nc net.Conn, poll *busyPoller) *rawSocket {
 }
 
 func (s *rawSocket) read(fd uintptr) bool {
-	n, _, e := unix.RawSyscall(unix.SYS_READ, fd, uintptr(unsafe.Pointer(&s.rbuf[0])), uintptr(len(s.rbuf)))
-	if e == unix.EAGAIN {
-		if s.poll != nil {
-			s.pollFd = fd
-			return s.poll.poll(s.pollFn)
-		}
-		return false // wait for readiness
+	if s.tryRead(fd) {
+		return true
 	}
-	if e == unix.EINTR {
-		return s.read(fd)
+	if s.poll != nil {
+		s.pollFd = fd
+		return s.poll.poll(s.pollFn)
 	}
-	s.rn, s.rerrno = int(n), e
-	return true
+	return false // wait for readiness
 }
 
-// readAgain is one read of a busy poll: true when it got data, EOF or an
-// error (all for Read to report), false when the socket is still empty.
-func (s *rawSocket) readAgain() bool {
-	n, _, e := unix.RawSyscall(unix.SYS_READ, s.pollFd, uintptr(unsafe.Pointer(&s.rbuf[0])), uintptr(len(s.rbuf)))
-	if e == unix.EAGAIN || e == unix.EINTR {
-		return false
+// tryRead reads into rbuf once (again after EINTR): false when the socket
+// is empty, true with rn and rerrno set otherwise (data, EOF or an error,
+// all for Read to report).
+func (s *rawSocket) tryRead(fd uintptr) bool {
+	for {
+		n, _, e := unix.RawSyscall(unix.SYS_READ, fd, uintptr(unsafe.Pointer(&s.rbuf[0])), uintptr(len(s.rbuf)))
+		switch e {
+		case unix.EAGAIN:
+			return false
+		case unix.EINTR:
+			continue
+		}
+		s.rn, s.rerrno = int(n), e
+		return true
 	}
-	s.rn, s.rerrno = int(n), e
-	return true
 }
+
+// readAgain is one read of a busy poll.
+func (s *rawSocket) readAgain() bool { return s.tryRead(s.pollFd) }
 
 // Read implements io.Reader for the connection's bufio.Reader.
 func (s *rawSocket) Read(p []byte) (int, error) {

@@ -75,7 +75,7 @@ var (
 	descRefused = prometheus.NewDesc(ns+"_connections_refused_total",
 		"Connections closed at once because a connection or login limit was reached.", nil, nil)
 	descBusyPolls = prometheus.NewDesc(ns+"_busy_polls_total",
-		"Busy polls of an empty connection socket (server.busy_poll), by result: data (found within the budget) or timeout (the reader then waited).",
+		"Busy polls of an empty connection socket (server.busy_poll), by result: data (data or the connection's end arrived within the budget) or timeout (the reader then waited).",
 		[]string{"result"}, nil)
 	descLUNs = prometheus.NewDesc(ns+"_luns",
 		"Mapped LUNs, by target.", []string{"target"}, nil)
