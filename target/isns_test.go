@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"log/slog"
-	"net"
 	"net/netip"
 	"reflect"
 	"strings"
@@ -20,15 +19,7 @@ import (
 // (with the ports the kernel chose) and every target, with the tag it has
 // on each portal it is reached through.
 func TestISNSRegistration(t *testing.T) {
-	free := func(host string) string {
-		ln, err := net.Listen("tcp", host+":0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer ln.Close()
-		return ln.Addr().String()
-	}
-	a1, a2 := free("127.0.0.1"), free("127.0.0.2")
+	a1, a2 := freeAddr(t, "127.0.0.1"), freeAddr(t, "127.0.0.2")
 	text := `[server]
 listen = ["` + a1 + `", "` + a2 + `"]
 state_dir = "` + t.TempDir() + `"

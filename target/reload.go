@@ -234,11 +234,13 @@ func (s *Server) Reload(cfg *config.Config) (*ReloadReport, error) {
 	for _, t := range added {
 		s.targets[t.Name] = t
 	}
-	s.stores = append(s.stores, addedStores...)
 	for _, name := range removed {
 		delete(s.targets, name)
 	}
 	s.mu.Unlock()
+	if err := s.keepStores(addedStores...); err != nil {
+		rep.Warnings = append(rep.Warnings, err.Error())
+	}
 	for _, t := range added {
 		s.svc.AttachTarget(t)
 		rep.Changes = append(rep.Changes, "added target "+t.Name)
@@ -336,9 +338,9 @@ func (s *Server) applyTarget(p *targetPlan, ids *identity, rep *ReloadReport) {
 			rep.Warnings = append(rep.Warnings, err.Error())
 			continue
 		}
-		s.mu.Lock()
-		s.stores = append(s.stores, namedStore{target: name, lun: pl.id, store: pl.store})
-		s.mu.Unlock()
+		if err := s.keepStores(namedStore{target: name, lun: pl.id, store: pl.store}); err != nil {
+			rep.Warnings = append(rep.Warnings, err.Error())
+		}
 		rep.Changes = append(rep.Changes, fmt.Sprintf("target %s: mapped LUN %d", name, pl.id))
 	}
 	if p.access != nil {
@@ -366,6 +368,16 @@ func (s *Server) applyTarget(p *targetPlan, ids *identity, rep *ReloadReport) {
 // Connections accepted on a removed portal stay up until they end.
 func (s *Server) applyPortals(remove map[int]bool, add []net.Listener, addrs []string, rep *ReloadReport) {
 	s.mu.Lock()
+	if s.stopped {
+		// Shutdown began during this reload: it closed the listeners
+		// it saw and waits for their loops; start no more.
+		s.mu.Unlock()
+		for _, ln := range add {
+			ln.Close()
+		}
+		rep.Warnings = append(rep.Warnings, "server is shutting down: portal changes not applied")
+		return
+	}
 	var keepL []net.Listener
 	var keepP []iscsi.Portal
 	for i := range s.listeners {

@@ -38,6 +38,7 @@ type Server struct {
 	listeners []net.Listener           // guarded by mu
 	wg        sync.WaitGroup           // accept loops and connections
 	stopped   bool                     // guarded by mu
+	closed    bool                     // closeStores ran; guarded by mu
 
 	// Live reload and status (reload.go, status.go).
 	cfg      *config.Config  // the config in force; guarded by mu
@@ -292,23 +293,30 @@ func (s *Server) Addrs() []string {
 
 // Serve accepts connections on every listener until Shutdown.
 func (s *Server) Serve(ctx context.Context) error {
+	// Shutdown sets stopped under mu before it waits on wg, so the accept
+	// loops are counted under mu too: either they are counted before Wait
+	// starts, or Serve sees stopped and starts none (a signal that arrives
+	// as serving begins).
 	s.mu.Lock()
+	if s.stopped {
+		s.mu.Unlock()
+		return nil
+	}
 	s.serveCtx = ctx
-	s.mu.Unlock()
-	s.mu.RLock()
 	lns := append([]net.Listener(nil), s.listeners...)
 	portals := append([]iscsi.Portal(nil), s.portals...)
-	s.mu.RUnlock()
 	if len(lns) == 0 {
+		s.mu.Unlock()
 		return errors.New("serve: no listeners (call Listen first)")
 	}
+	s.wg.Add(len(lns))
+	s.mu.Unlock()
 	if s.isns != nil {
 		s.isns.start(ctx, s.isnsRegistration()) // beside serving; never blocks it
 	}
 	errc := make(chan error, len(lns))
 	for i, ln := range lns {
 		portal := portals[i]
-		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
 			errc <- s.acceptLoop(ctx, ln, portal)
@@ -382,6 +390,24 @@ func (s *Server) closeStores() error {
 		}
 	}
 	s.stores = nil
+	s.closed = true
+	return errors.Join(errs...)
+}
+
+// keepStores records backstores a reload opened, so that Shutdown flushes
+// and closes them. A reload that ends after Shutdown closed the stores
+// closes its own.
+func (s *Server) keepStores(add ...namedStore) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.closed {
+		s.stores = append(s.stores, add...)
+		return nil
+	}
+	var errs []error
+	for _, ns := range add {
+		errs = append(errs, ns.store.Sync(), ns.store.Close())
+	}
 	return errors.Join(errs...)
 }
 
