@@ -260,17 +260,18 @@ func fmtRatio(v float64) string {
 	return fmt.Sprintf("%.2fx", v)
 }
 
-// roundRatios is a/b of IOPS for each round in which both targets ran the
-// row without failing: the two runs of a round are next to each other in
-// time, so their ratio shows how far load from outside moved the result.
-func roundRatios(samples []Sample, a, b string, row aggKey) []float64 {
+// roundRatios is a/b of IOPS for each round in which both cells ran
+// without failing: the two runs of a round are next to each other in time,
+// so their ratio shows how far load from outside moved the result.
+func roundRatios(samples []Sample, a, b aggKey) []float64 {
 	byRound := map[int][2]float64{}
 	for _, s := range samples {
-		if s.Error != "" || s.Kind != row.kind || s.Tool != row.tool || s.Workload != row.workload {
+		if s.Error != "" {
 			continue
 		}
+		k := aggKey{s.Target, s.Kind, s.Tool, s.Workload}
 		p := byRound[s.Round]
-		switch s.Target {
+		switch k {
 		case a:
 			p[0] = s.IOPS
 		case b:
@@ -307,6 +308,18 @@ func fmtPct(v float64) string {
 	return fmt.Sprintf("%.0f%%", v*100)
 }
 
+// fmtPctSpread is the median of the per-round fractions, with the lowest
+// and highest when there are two rounds or more; without any, v.
+func fmtPctSpread(v float64, rounds []float64) string {
+	switch len(rounds) {
+	case 0:
+		return fmtPct(v)
+	case 1:
+		return fmtPct(rounds[0])
+	}
+	return fmt.Sprintf("%s (%.0f–%.0f)", fmtPct(median(rounds)), rounds[0]*100, rounds[len(rounds)-1]*100)
+}
+
 // cell is the IOPS / MB/s text of one aggregate, with failed runs marked.
 func cell(a *Agg) string {
 	if a == nil {
@@ -339,6 +352,8 @@ func (r *Report) WriteMarkdown(w io.Writer) {
 
 	fmt.Fprintln(w, "## Side by side (IOPS / MB/s, median; ratios of the medians, with the lowest and highest single round's ratio)")
 	fmt.Fprintln(w)
+	fmt.Fprintln(w, "The ceilings run in the same rounds as the targets; % of ceiling is the median of each round's Blockport/ceiling, with the lowest and highest round, so that a round the machine ran slow lowers both sides of its fraction.")
+	fmt.Fprintln(w)
 	fmt.Fprintln(w, "| LUN | tool | workload | Blockport | tgt | gotgt | Blockport/tgt | Blockport/gotgt | ceiling | Blockport % of ceiling |")
 	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|---|")
 	for _, row := range rowOrder(r.Samples) {
@@ -347,12 +362,18 @@ func (r *Report) WriteMarkdown(w io.Writer) {
 		g := get(TargetGotgt, row.kind, row.tool, row.workload)
 		// The ceiling of a memory LUN is the loopback exchange; of a file
 		// LUN, the slower of loopback and the raw file.
-		ceil := get(CeilingLoopback, "", ToolLoopback, row.workload)
+		ceilKey := aggKey{CeilingLoopback, "", ToolLoopback, row.workload}
+		ceil := aggs[ceilKey]
 		ceilName := "TCP"
 		if row.kind == KindFile {
-			if f := get(CeilingRawFile, KindFile, ToolQemu, row.workload); f != nil && (ceil == nil || f.IOPS < ceil.IOPS) {
-				ceil, ceilName = f, "file"
+			fk := aggKey{CeilingRawFile, KindFile, ToolQemu, row.workload}
+			if f := aggs[fk]; f != nil && (ceil == nil || f.IOPS < ceil.IOPS) {
+				ceil, ceilKey, ceilName = f, fk, "file"
 			}
+		}
+		bKey := aggKey{TargetBlockport, row.kind, row.tool, row.workload}
+		versus := func(target string) []float64 {
+			return roundRatios(r.Samples, bKey, aggKey{target, row.kind, row.tool, row.workload})
 		}
 		ceilText := "–"
 		if ceil != nil {
@@ -360,9 +381,9 @@ func (r *Report) WriteMarkdown(w io.Writer) {
 		}
 		fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
 			row.kind, row.tool, row.workload, cell(b), cell(t), cell(g),
-			fmtRatioSpread(ratio(iops(b), iops(t)), roundRatios(r.Samples, TargetBlockport, TargetTgt, row)),
-			fmtRatioSpread(ratio(iops(b), iops(g)), roundRatios(r.Samples, TargetBlockport, TargetGotgt, row)),
-			ceilText, fmtPct(ratio(iops(b), iops(ceil))))
+			fmtRatioSpread(ratio(iops(b), iops(t)), versus(TargetTgt)),
+			fmtRatioSpread(ratio(iops(b), iops(g)), versus(TargetGotgt)),
+			ceilText, fmtPctSpread(ratio(iops(b), iops(ceil)), roundRatios(r.Samples, bKey, ceilKey)))
 	}
 	fmt.Fprintln(w)
 

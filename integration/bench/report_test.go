@@ -363,8 +363,8 @@ func TestRoundRatioSpread(t *testing.T) {
 		sample(TargetBlockport, KindMemory, wl, 4, 99000), failed,
 		sample(TargetGotgt, KindMemory, wl, 1, 30000),
 	}
-	row := aggKey{kind: KindMemory, tool: ToolQemu, workload: wl}
-	got := roundRatios(samples, TargetBlockport, TargetTgt, row)
+	key := func(target string) aggKey { return aggKey{target, KindMemory, ToolQemu, wl} }
+	got := roundRatios(samples, key(TargetBlockport), key(TargetTgt))
 	want := []float64{0.9, 1.5, 1.65}
 	if len(got) != len(want) {
 		t.Fatalf("round ratios %v, want %v", got, want)
@@ -374,7 +374,7 @@ func TestRoundRatioSpread(t *testing.T) {
 			t.Fatalf("round ratios %v, want %v", got, want)
 		}
 	}
-	if g := roundRatios(samples, TargetBlockport, TargetGotgt, row); len(g) != 1 {
+	if g := roundRatios(samples, key(TargetBlockport), key(TargetGotgt)); len(g) != 1 {
 		t.Errorf("Blockport/gotgt round ratios %v, want the one round gotgt ran", g)
 	}
 	for _, tt := range []struct {
@@ -394,7 +394,40 @@ func TestRoundRatioSpread(t *testing.T) {
 	var buf bytes.Buffer
 	rep.WriteMarkdown(&buf)
 	// Medians: Blockport 63000 (of four), tgt 40000 (of three).
-	if row := "| 63000 / 258 | 40000 / 164 (1/4 failed) | 30000 / 123 | 1.57x (0.90–1.65) | 2.10x |"; !strings.Contains(buf.String(), row) {
+	if row := "| 63000 / 258 | 40000 / 164 (1/4 failed) | 30000 / 123 | 1.57x (0.90–1.65) | 2.10x | – | – |"; !strings.Contains(buf.String(), row) {
 		t.Errorf("markdown lacks %q:\n%s", row, buf.String())
+	}
+
+	// The fraction of the ceiling is taken round by round: round 2's slow
+	// ceiling goes with round 2's slow Blockport run.
+	for round, iops := range []float64{100000, 50000, 110000, 99000} {
+		c := sample(CeilingLoopback, "", wl, round+1, iops)
+		c.Tool = ToolLoopback
+		rep.Samples = append(rep.Samples, c)
+	}
+	buf.Reset()
+	rep.WriteMarkdown(&buf)
+	// Per round 0.60, 0.90, 0.60, 1.00: median 0.75. The ratio of the
+	// medians (63000/99500) would say 63%.
+	if row := "| 2.10x | 99500 / 408 (TCP) | 75% (60–100) |"; !strings.Contains(buf.String(), row) {
+		t.Errorf("markdown lacks %q:\n%s", row, buf.String())
+	}
+}
+
+func TestFmtPctSpread(t *testing.T) {
+	for _, tt := range []struct {
+		v      float64
+		rounds []float64
+		want   string
+	}{
+		{0.5, nil, "50%"},
+		{math.NaN(), nil, "–"},
+		{0.5, []float64{0.8}, "80%"},
+		{0.5, []float64{0.8, 0.9}, "85% (80–90)"},
+		{0.5, []float64{0.7, 0.8, 1.17}, "80% (70–117)"},
+	} {
+		if s := fmtPctSpread(tt.v, tt.rounds); s != tt.want {
+			t.Errorf("fmtPctSpread(%v, %v) = %q, want %q", tt.v, tt.rounds, s, tt.want)
+		}
 	}
 }
