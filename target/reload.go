@@ -203,12 +203,12 @@ func (s *Server) Reload(cfg *config.Config) (*ReloadReport, error) {
 	}
 	var listenAdd []net.Listener
 	var listenAddAddr []string
-	listenRemove := map[int]bool{}
+	listenRemove := map[string]bool{}
 	portalsOK := s.portalsMatch(old)
 	if portalsOK {
-		for i, a := range old.Server.Listen {
+		for _, a := range old.Server.Listen {
 			if !slices.Contains(cfg.Server.Listen, a) {
-				listenRemove[i] = true
+				listenRemove[a] = true
 			}
 		}
 		for _, a := range cfg.Server.Listen {
@@ -366,7 +366,9 @@ func (s *Server) applyTarget(p *targetPlan, ids *identity, rep *ReloadReport) {
 
 // applyPortals closes removed portals and starts serving added ones.
 // Connections accepted on a removed portal stay up until they end.
-func (s *Server) applyPortals(remove map[int]bool, add []net.Listener, addrs []string, rep *ReloadReport) {
+// Portals are matched by their listen address: after reloads the order of
+// the bound portals need not be the config's.
+func (s *Server) applyPortals(remove map[string]bool, add []net.Listener, addrs []string, rep *ReloadReport) {
 	s.mu.Lock()
 	if s.stopped {
 		// Shutdown began during this reload: it closed the listeners
@@ -381,7 +383,7 @@ func (s *Server) applyPortals(remove map[int]bool, add []net.Listener, addrs []s
 	var keepL []net.Listener
 	var keepP []iscsi.Portal
 	for i := range s.listeners {
-		if remove[i] {
+		if remove[s.portals[i].Listen] {
 			s.listeners[i].Close()
 			rep.Changes = append(rep.Changes, "stopped listening on "+s.portals[i].Addr)
 			continue
@@ -420,7 +422,15 @@ func (s *Server) applyPortals(remove map[int]bool, add []net.Listener, addrs []s
 func (s *Server) portalsMatch(old *config.Config) bool {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	return len(s.portals) == len(old.Server.Listen) && len(s.listeners) == len(s.portals)
+	if len(s.portals) != len(old.Server.Listen) || len(s.listeners) != len(s.portals) {
+		return false
+	}
+	for _, a := range old.Server.Listen {
+		if !slices.ContainsFunc(s.portals, func(p iscsi.Portal) bool { return p.Listen == a }) {
+			return false
+		}
+	}
+	return true
 }
 
 func (s *Server) sessionsOf(target string) []iscsi.SessionInfo {

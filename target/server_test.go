@@ -5,6 +5,8 @@ import (
 	"errors"
 	"log/slog"
 	"net"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -24,13 +26,12 @@ func freeAddr(t *testing.T, host string) string {
 	return ln.Addr().String()
 }
 
-// testServer is a listening server with one memory LUN on a port the
-// kernel picks.
-func testServer(t *testing.T) *Server {
+// testConfig serves one target with a memory LUN on the listen addresses.
+func testConfig(t *testing.T, stateDir string, listen ...string) *config.Config {
 	t.Helper()
 	text := `[server]
-listen = ["` + freeAddr(t, "127.0.0.1") + `"]
-state_dir = "` + t.TempDir() + `"
+listen = ["` + strings.Join(listen, `", "`) + `"]
+state_dir = "` + stateDir + `"
 admin_socket = "off"
 
 [[target]]
@@ -45,6 +46,18 @@ allow_any_initiator = true
 	if err != nil {
 		t.Fatal(err)
 	}
+	return cfg
+}
+
+// testServer is a listening server with one memory LUN on a port the
+// kernel picks.
+func testServer(t *testing.T) *Server {
+	t.Helper()
+	return startServer(t, testConfig(t, t.TempDir(), freeAddr(t, "127.0.0.1")))
+}
+
+func startServer(t *testing.T, cfg *config.Config) *Server {
+	t.Helper()
 	s, err := New(cfg, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
@@ -128,5 +141,39 @@ func TestKeepStoresAfterClose(t *testing.T) {
 		if _, err := b.ReadAt(make([]byte, 512), 0); !errors.Is(err, backstore.ErrClosed) {
 			t.Errorf("%s: read after Shutdown: %v, want ErrClosed", name, err)
 		}
+	}
+}
+
+// TestReloadPortalsByAddress: reload finds the portals to close by their
+// address, not by their place in the list, which reloads reorder: after
+// [A B] -> [A C B] the bound portals are A B C, and [A C] must close B.
+func TestReloadPortalsByAddress(t *testing.T) {
+	a, b, c := freeAddr(t, "127.0.0.1"), freeAddr(t, "127.0.0.1"), freeAddr(t, "127.0.0.1")
+	dir := t.TempDir()
+	s := startServer(t, testConfig(t, dir, a, b))
+	defer s.Shutdown(context.Background())
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go s.Serve(ctx)
+	for _, listen := range [][]string{{a, c, b}, {a, c}} {
+		rep, err := s.Reload(testConfig(t, dir, listen...))
+		if err != nil {
+			t.Fatalf("reload to %v: %v", listen, err)
+		}
+		if len(rep.Warnings) > 0 {
+			t.Fatalf("reload to %v: warnings %v", listen, rep.Warnings)
+		}
+	}
+	for addr, want := range map[string]bool{a: true, b: false, c: true} {
+		conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
+		if conn != nil {
+			conn.Close()
+		}
+		if got := err == nil; got != want {
+			t.Errorf("%s accepts connections: %v, want %v (err %v)", addr, got, want, err)
+		}
+	}
+	if got := s.Addrs(); len(got) != 2 || !slices.Contains(got, a) || !slices.Contains(got, c) {
+		t.Errorf("Addrs() = %v, want %s and %s", got, a, c)
 	}
 }
