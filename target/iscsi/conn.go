@@ -157,6 +157,12 @@ func (c *conn) serve(ctx context.Context) {
 	c.svc.guard.loginEnded(SourceIP(c.nc.RemoteAddr()))
 	c.svc.observeLogin(loginResultOf(err))
 	if err != nil {
+		if c.sess != nil {
+			// The session was registered, then its final Login Response
+			// could not be sent: it never began, so it must not stay in
+			// the table and count against the target's limit.
+			c.svc.endSession(c.sess)
+		}
 		if !errors.Is(err, io.EOF) {
 			// The names the initiator gave, if it got that far (never a
 			// CHAP value: those stay in the login state).

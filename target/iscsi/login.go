@@ -97,6 +97,13 @@ func (c *conn) login() (*loginResult, error) {
 	deadline := time.Now().Add(c.opts.LoginTimeout)
 	c.nc.SetDeadline(deadline)
 	defer c.nc.SetDeadline(time.Time{})
+	// A Shutdown that came first set a read deadline of now, which the
+	// line above replaced; it closed quit before that, so look.
+	select {
+	case <-c.quit:
+		return &loginResult{state: st}, fmt.Errorf("login: %w", c.closeErr.Load())
+	default:
+	}
 	for {
 		pdu, err := c.r.ReadPDU()
 		if err != nil {

@@ -322,6 +322,18 @@ func (s *Service) register(key sessionKey, sess *Session) (old *Session, err err
 	if s.closing {
 		return nil, loginErrorf(loginClassTargetErr, loginDetailServiceUnavailable, "server is shutting down")
 	}
+	// The login looked the target up when it began. A reload since then
+	// may have removed it or refused this initiator, and a reload closes
+	// only the sessions it finds registered; this check under s.mu
+	// closes the gap (a reload publishes its rules before it looks).
+	cur := s.registry.LookupTarget(key.target)
+	if cur == nil || cur.Device != sess.target.Device {
+		return nil, loginErrorf(loginClassInitiatorErr, loginDetailNotFound, "target %s was removed during the login", key.target)
+	}
+	if cur.Admit != nil && !cur.Admit(key.initiator, sess.conn.nc.RemoteAddr()) {
+		return nil, loginErrorf(loginClassInitiatorErr, loginDetailAuthzFailure,
+			"initiator %q may no longer log in to %q", key.initiator, key.target)
+	}
 	old = s.sessions[key]
 	if old == nil {
 		n := 0
