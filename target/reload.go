@@ -408,9 +408,7 @@ func (s *Server) applyPortals(remove map[string]bool, add []net.Listener, addrs 
 			s.wg.Add(1)
 			go func() {
 				defer s.wg.Done()
-				if err := s.acceptLoop(ctx, ln, portal); err != nil {
-					s.log.Error("accept loop ended", "err", err)
-				}
+				s.acceptLoop(ctx, ln, portal)
 			}()
 		}
 	}

@@ -291,7 +291,9 @@ func (s *Server) Addrs() []string {
 	return out
 }
 
-// Serve accepts connections on every listener until Shutdown.
+// Serve accepts connections on every listener until Shutdown, ctx's end,
+// or reloads that remove every portal; it then returns nil. Its error is
+// for a server that was never listening.
 func (s *Server) Serve(ctx context.Context) error {
 	// Shutdown sets stopped under mu before it waits on wg, so the accept
 	// loops are counted under mu too: either they are counted before Wait
@@ -314,24 +316,32 @@ func (s *Server) Serve(ctx context.Context) error {
 	if s.isns != nil {
 		s.isns.start(ctx, s.isnsRegistration()) // beside serving; never blocks it
 	}
-	errc := make(chan error, len(lns))
+	var loops sync.WaitGroup
 	for i, ln := range lns {
 		portal := portals[i]
-		go func() {
+		loops.Go(func() {
 			defer s.wg.Done()
-			errc <- s.acceptLoop(ctx, ln, portal)
-		}()
+			s.acceptLoop(ctx, ln, portal)
+		})
 	}
-	var first error
-	for range lns {
-		if err := <-errc; err != nil && first == nil {
-			first = err
-		}
-	}
-	return first
+	loops.Wait()
+	return nil
 }
 
-func (s *Server) acceptLoop(ctx context.Context, ln net.Listener, portal iscsi.Portal) error {
+// Accept errors other than the listener's close (EMFILE, ENFILE, ENOBUFS,
+// ECONNABORTED...) are retried after a pause that doubles from
+// acceptRetryMin to acceptRetryMax: out of file descriptors, the portal
+// serves again as soon as connections end, rather than stay bound and
+// unserved, with the kernel queueing connections nobody takes.
+const (
+	acceptRetryMin = 5 * time.Millisecond
+	acceptRetryMax = time.Second
+)
+
+// acceptLoop serves ln until it is closed (Shutdown, or a reload that
+// removes the portal).
+func (s *Server) acceptLoop(ctx context.Context, ln net.Listener, portal iscsi.Portal) {
+	var pause time.Duration
 	for {
 		nc, err := ln.Accept()
 		if err != nil {
@@ -339,14 +349,20 @@ func (s *Server) acceptLoop(ctx context.Context, ln net.Listener, portal iscsi.P
 			stopped := s.stopped
 			s.mu.RUnlock()
 			if stopped || errors.Is(err, net.ErrClosed) {
-				return nil
+				return
 			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				continue
+			pause = min(max(2*pause, acceptRetryMin), acceptRetryMax)
+			s.log.Warn("accept failed; retrying", "portal", ln.Addr().String(), "err", err, "retry_in", pause)
+			t := time.NewTimer(pause)
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+				t.Stop()
+				return // serving ends; Shutdown closes ln
 			}
-			return fmt.Errorf("accept on %s: %w", ln.Addr(), err)
+			continue
 		}
+		pause = 0
 		if tc, ok := nc.(*net.TCPConn); ok {
 			tc.SetNoDelay(true)
 			tc.SetKeepAlive(true)

@@ -7,11 +7,14 @@ import (
 	"net"
 	"slices"
 	"strings"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/blockport/blockport/backstore"
 	"github.com/blockport/blockport/config"
+	"github.com/blockport/blockport/target/iscsi"
 )
 
 // freeAddr is host with a port that was free a moment ago (the config
@@ -175,5 +178,60 @@ func TestReloadPortalsByAddress(t *testing.T) {
 	}
 	if got := s.Addrs(); len(got) != 2 || !slices.Contains(got, a) || !slices.Contains(got, c) {
 		t.Errorf("Addrs() = %v, want %s and %s", got, a, c)
+	}
+}
+
+// flakyListener fails its first n Accepts as a listener out of file
+// descriptors does.
+type flakyListener struct {
+	net.Listener
+	n, calls atomic.Int32
+}
+
+func (l *flakyListener) Accept() (net.Conn, error) {
+	if l.calls.Add(1) <= l.n.Load() {
+		return nil, &net.OpError{Op: "accept", Net: "tcp", Err: syscall.EMFILE}
+	}
+	return l.Listener.Accept()
+}
+
+// TestAcceptRetries: a failing Accept pauses and retries; the portal
+// serves again once the cause is gone, and Shutdown still ends the loop.
+func TestAcceptRetries(t *testing.T) {
+	s := testServer(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fl := &flakyListener{Listener: ln}
+	fl.n.Store(4)
+	s.wg.Add(1)
+	ended := make(chan struct{})
+	go func() {
+		defer close(ended)
+		defer s.wg.Done()
+		s.acceptLoop(context.Background(), fl, iscsi.Portal{Addr: ln.Addr().String(), TPGT: 1})
+	}()
+	conn, err := net.DialTimeout("tcp", ln.Addr().String(), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	deadline := time.Now().Add(10 * time.Second)
+	for s.svc.Stats().ActiveConnections == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("no connection served after %d accept calls", fl.calls.Load())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if c := fl.calls.Load(); c < 5 {
+		t.Fatalf("%d accept calls, want the 4 failures and a success", c)
+	}
+	ln.Close()
+	s.Shutdown(context.Background())
+	select {
+	case <-ended:
+	case <-time.After(10 * time.Second):
+		t.Fatal("accept loop did not end after its listener closed")
 	}
 }
