@@ -469,6 +469,14 @@ func (s *Server) closeStoresOf(target string, lun *uint64) []error {
 		keep = append(keep, ns)
 	}
 	s.stores = keep
+	if len(closing) == 0 {
+		s.mu.Unlock()
+		return nil
+	}
+	// Shutdown's closeStores waits for these (it sets closed under mu, so
+	// this Add comes before its Wait).
+	s.closing.Add(1)
+	defer s.closing.Done()
 	s.mu.Unlock()
 	var errs []error
 	for _, ns := range closing {

@@ -39,6 +39,7 @@ type Server struct {
 	wg        sync.WaitGroup           // accept loops and connections
 	stopped   bool                     // guarded by mu
 	closed    bool                     // closeStores ran; guarded by mu
+	closing   sync.WaitGroup           // reloads closing stores they took out of stores (added under mu while !closed)
 
 	// Live reload and status (reload.go, status.go).
 	cfg      *config.Config  // the config in force; guarded by mu
@@ -387,17 +388,27 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	// Leave iSNS (bounded) while the sessions drain.
 	isnsDone := make(chan struct{})
 	go func() { defer close(isnsDone); s.isns.stop(ctx) }()
-	s.svc.Shutdown(ctx)
-	s.wg.Wait()
+	err := s.svc.Shutdown(ctx)
+	if err == nil {
+		s.wg.Wait()
+	}
+	// Otherwise connections are stuck in a backstore call: flush what can
+	// be flushed and return, rather than wait for them without end.
 	<-isnsDone
-	return s.closeStores()
+	return errors.Join(err, s.closeStores())
 }
 
+// closeStores flushes and closes every backstore, and waits for those a
+// reload is closing (closeStoresOf), so that none is still being flushed
+// when the process exits.
 func (s *Server) closeStores() error {
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	stores := s.stores
+	s.stores = nil
+	s.closed = true
+	s.mu.Unlock()
 	var errs []error
-	for _, ns := range s.stores {
+	for _, ns := range stores {
 		if err := ns.store.Sync(); err != nil {
 			errs = append(errs, fmt.Errorf("flush %s lun %d: %w", ns.target, ns.lun, err))
 		}
@@ -405,8 +416,7 @@ func (s *Server) closeStores() error {
 			errs = append(errs, fmt.Errorf("close %s lun %d: %w", ns.target, ns.lun, err))
 		}
 	}
-	s.stores = nil
-	s.closed = true
+	s.closing.Wait()
 	return errors.Join(errs...)
 }
 

@@ -174,7 +174,6 @@ func serve(args []string, stdout, stderr io.Writer) int {
 	ops.ready()
 	select {
 	case <-ctx.Done():
-		log.Info("shutting down", "grace", shutdownGrace)
 	case err := <-errc:
 		if err != nil {
 			log.Error("serve failed", "err", err)
@@ -184,8 +183,11 @@ func serve(args []string, stdout, stderr io.Writer) int {
 		// Every portal of the start was removed by reloads; keep serving
 		// the ones reload added until told to stop.
 		<-ctx.Done()
-		log.Info("shutting down", "grace", shutdownGrace)
 	}
+	// From here a second SIGINT or SIGTERM has its default effect: an
+	// operator who will not wait out the grace can end the process.
+	stop()
+	log.Info("shutting down (a second signal ends the process at once)", "grace", shutdownGrace)
 	if err := shutdown(srv, log); err != nil {
 		return exitFailure
 	}

@@ -2,8 +2,10 @@ package iscsi
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -245,9 +247,17 @@ func (s *Service) ServePortal(ctx context.Context, nc net.Conn, p Portal) {
 	c.serve(ctx)
 }
 
+// shutdownAbortWait bounds how long Shutdown waits, once ctx has ended,
+// for commands it aborted: those that check their context stop at once;
+// one stuck in a backstore call cannot be stopped from here.
+var shutdownAbortWait = 5 * time.Second // a variable for tests
+
 // Shutdown closes every connection after letting in-flight commands finish,
-// bounded by ctx.
-func (s *Service) Shutdown(ctx context.Context) {
+// bounded by ctx. When ctx ends first, it closes the sockets and aborts
+// every command (long ones such as SANITIZE or a reservation's wait stop
+// at their next check), waits shutdownAbortWait more, and returns an error
+// naming the connections that still have not ended.
+func (s *Service) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	s.closing = true
 	conns := make([]*conn, 0, len(s.conns))
@@ -262,12 +272,30 @@ func (s *Service) Shutdown(ctx context.Context) {
 	go func() { s.wg.Wait(); close(done) }()
 	select {
 	case <-done:
+		return nil
 	case <-ctx.Done():
-		for _, c := range conns {
-			c.nc.Close()
-		}
-		<-done
 	}
+	for _, c := range conns {
+		c.abortTasks(func(*task) bool { return true })
+		c.nc.Close()
+	}
+	t := time.NewTimer(shutdownAbortWait)
+	defer t.Stop()
+	select {
+	case <-done:
+		return nil
+	case <-t.C:
+	}
+	var stuck []string
+	for _, c := range conns {
+		select {
+		case <-c.done:
+		default:
+			stuck = append(stuck, c.nc.RemoteAddr().String())
+		}
+	}
+	return fmt.Errorf("iscsi: %d connections did not end (commands stuck in a backstore?): %s",
+		len(stuck), strings.Join(stuck, ", "))
 }
 
 // CloseTarget drops every session of a target (used by cold reset and reload).
