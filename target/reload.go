@@ -28,6 +28,10 @@ import (
 // removed target to end before closing its backstores.
 const sessionDrainTimeout = 10 * time.Second
 
+// luDrainTimeout bounds how long a reload that unmaps or reopens a LUN
+// waits for the commands executing on it.
+const luDrainTimeout = 10 * time.Second
+
 // ReloadReport says what a reload did.
 type ReloadReport struct {
 	Changes []string `json:"changes"`
@@ -315,9 +319,16 @@ func (s *Server) applyTarget(p *targetPlan, ids *identity, rep *ReloadReport) {
 		rep.Changes = append(rep.Changes, fmt.Sprintf("target %s: LUN %d is now %d bytes", name, r.id, int64(lu.Blocks())*int64(lu.BlockSize())))
 	}
 	for _, id := range p.remove {
-		if _, err := dev.RemoveLU(id); err != nil {
+		lu, err := dev.RemoveLU(id)
+		if err != nil {
 			rep.Warnings = append(rep.Warnings, err.Error())
 			continue
+		}
+		// Commands still in the backstore finish before it is flushed
+		// and closed (and, for a LUN reopened below, before its file's
+		// lock is taken again).
+		if !lu.Drain(luDrainTimeout) {
+			rep.Warnings = append(rep.Warnings, fmt.Sprintf("target %s lun %d: commands still running after %v; closing its backstore under them", name, id, luDrainTimeout))
 		}
 		for _, err := range s.closeStoresOf(name, &id) {
 			rep.Warnings = append(rep.Warnings, err.Error())

@@ -65,7 +65,10 @@ func (d *Device) AddLU(lun uint64, lu *LU) error {
 	return nil
 }
 
-// RemoveLU unmaps and returns the LU at lun.
+// RemoveLU unmaps and returns the LU at lun. Commands that resolved it
+// before and have not begun to execute fail with LOGICAL UNIT NOT
+// SUPPORTED; wait for those executing with LU.Drain before closing its
+// backstore.
 func (d *Device) RemoveLU(lun uint64) (*LU, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -74,6 +77,7 @@ func (d *Device) RemoveLU(lun uint64) (*LU, error) {
 		return nil, fmt.Errorf("scsi: %s: no LU at LUN %d", d.name, lun)
 	}
 	delete(d.lus, lun)
+	lu.use.removed.Store(true)
 	d.lunsChangedLocked(d.seesLUNLocked(lun))
 	return lu, nil
 }
@@ -277,6 +281,12 @@ func (d *Device) Execute(ctx context.Context, cmd *Command) (int, error) {
 	}
 	if ctx.Err() != nil {
 		return 0, StatusError(StatusTaskAborted)
+	}
+	if lu := cmd.lu; lu != nil {
+		if !lu.enter() {
+			return 0, sense.LUNotSupported() // removed since Prepare
+		}
+		defer lu.exit()
 	}
 	n, err := cmd.op.exec(ctx, d, cmd)
 	if err != nil {

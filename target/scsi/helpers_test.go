@@ -141,16 +141,22 @@ func run(t testing.TB, d *Device, n *Nexus, lun uint64, cdb []byte, dataOut []by
 			r.data = cmd.Data[:nIn]
 		}
 	}
-	var sb []byte
-	r.status, sb = StatusOf(r.err)
-	if sb != nil {
-		e, err := sense.Parse(sb)
-		if err != nil {
-			t.Fatalf("sense % x: %v", sb, err)
-		}
-		r.sense = e
-	}
+	r.status, r.sense = statusOf(t, r.err)
 	return r
+}
+
+// statusOf is the status and parsed sense data a command's error gives.
+func statusOf(t testing.TB, err error) (Status, *sense.Error) {
+	t.Helper()
+	st, sb := StatusOf(err)
+	if sb == nil {
+		return st, nil
+	}
+	e, perr := sense.Parse(sb)
+	if perr != nil {
+		t.Fatalf("sense % x: %v", sb, perr)
+	}
+	return st, e
 }
 
 // clearUA consumes the pending unit attentions of n on lun.

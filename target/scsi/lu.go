@@ -93,6 +93,7 @@ type LU struct {
 	san    sanitizeState // SANITIZE in progress or failed (sanitize.go)
 
 	stats luStats // command counters and latency, atomics (stats.go)
+	use   luUse   // commands executing; removal (drain.go)
 }
 
 // NewLU validates cfg, fills defaults and builds the LU's fixed responses.

@@ -414,6 +414,23 @@ func (d *Device) runCopy(ctx context.Context, n *Nexus, l *xcopyList, rec *copyR
 	if err != nil {
 		return err
 	}
+	// The copy's targets count as busy while it runs, as the LU it was
+	// sent to does (Execute).
+	entered := map[*LU]bool{}
+	defer func() {
+		for lu := range entered {
+			lu.exit()
+		}
+	}()
+	for _, t := range targets {
+		if entered[t.lu] {
+			continue
+		}
+		if !t.lu.enter() {
+			return sense.CopyTargetNotReachable()
+		}
+		entered[t.lu] = true
+	}
 	for _, t := range targets {
 		if err := t.ready(n); err != nil {
 			return err
