@@ -749,8 +749,16 @@ func (c *conn) handleLogout(h *BHS) error {
 		c.loggedOut.Store(true)
 	}
 	c.goSender(func() {
-		if closing {
-			c.waitTasks(c.opts.NopTimeout)
+		if closing && !c.waitTasks(c.opts.NopTimeout) {
+			// Commands outlived the wait: abort them (those that check
+			// their context stop). One still in its backstore keeps the
+			// nexus, and a reservation it holds, until it returns: the
+			// connection's teardown ends the session after its tasks.
+			if !waitAll(c.abortTasks(func(*task) bool { return true }), tmfWait) {
+				resp.Response = LogoutRespCleanupFailed
+			}
+		}
+		if closing && resp.Response == LogoutRespSuccess {
 			if c.sess != nil {
 				// The I_T nexus ends before the initiator hears that it
 				// did: a reservation it held is released by the time its

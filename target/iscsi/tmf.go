@@ -149,15 +149,19 @@ func (c *conn) dropWaitingTasks() {
 	c.abortTasks(func(t *task) bool { return t.state == taskReceiving })
 }
 
-// waitTasks waits until the connection has no task left, bounded by d.
-func (c *conn) waitTasks(d time.Duration) {
+// waitTasks waits until the connection has no task left, bounded by d; it
+// reports whether none is left.
+func (c *conn) waitTasks(d time.Duration) bool {
 	deadline := time.Now().Add(d)
-	for time.Now().Before(deadline) {
+	for {
 		c.mu.Lock()
 		n := len(c.tasks)
 		c.mu.Unlock()
 		if n == 0 {
-			return
+			return true
+		}
+		if !time.Now().Before(deadline) {
+			return false
 		}
 		time.Sleep(5 * time.Millisecond)
 	}

@@ -212,11 +212,16 @@ func (s *stuckStore) WriteAt(p []byte, off int64, fua bool) (int, error) {
 // also runs at cleanup.
 func startStuckFabric(t *testing.T) (f *fabric, stuck *stuckStore, release func()) {
 	t.Helper()
+	return startStuckFabricWith(t, Options{})
+}
+
+func startStuckFabricWith(t *testing.T, opts Options) (f *fabric, stuck *stuckStore, release func()) {
+	t.Helper()
 	old := tmfWait
 	tmfWait = 200 * time.Millisecond
 	t.Cleanup(func() { tmfWait = old }) // runs after the fabric has stopped
 	stuck = &stuckStore{entered: make(chan struct{}, 4), release: make(chan struct{})}
-	f = startFabricWith(t, Options{}, func(tg *Target) {
+	f = startFabricWith(t, opts, func(tg *Target) {
 		mem, err := backstore.Open(backstore.Options{Kind: "memory", Size: 1 << 20, BlockSize: 512})
 		if err != nil {
 			t.Fatal(err)
@@ -491,5 +496,51 @@ func TestPreemptAndAbortWaitsForStuckWrite(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("PREEMPT AND ABORT did not complete after the preempted write stopped")
+	}
+}
+
+// A logout whose session still has a command in its backstore after the
+// wait answers "cleanup failed" and keeps the I_T nexus, and so the
+// reservation, until that command returns: another initiator must not
+// write under a reservation whose holder's write may still land.
+func TestLogoutKeepsNexusWhileTaskStuck(t *testing.T) {
+	f, stuck, release := startStuckFabricWith(t, Options{NopTimeout: 200 * time.Millisecond})
+	a := loginAs(t, f, "iqn.2026-11.io.blockport:holder", 1)
+	a.lun = rawLUN(1)
+	a.clearUA()
+	b := loginAs(t, f, "iqn.2026-11.io.blockport:other", 2)
+	b.lun = rawLUN(1)
+	b.clearUA()
+	if r := a.command([]byte{0x16, 0, 0, 0, 0, 0}, 0, nil, 0); r.status != 0 {
+		t.Fatalf("RESERVE(6): status %#x", r.status)
+	}
+	a.sendStuckWrite(stuck, 0)
+	req := LogoutRequest{Immediate: true, ReasonCode: LogoutCloseSession, ITT: a.itt, CmdSN: a.cmdSN, ExpStatSN: a.expSN}
+	var h BHS
+	req.Encode(&h)
+	if err := a.w.WritePDU(&h, nil); err != nil {
+		t.Fatal(err)
+	}
+	pdu, err := a.r.ReadPDU()
+	if err != nil || pdu.Header.Opcode() != OpLogoutResponse {
+		t.Fatalf("logout response: %v", err)
+	}
+	if got := pdu.Header.LogoutResponse().Response; got != LogoutRespCleanupFailed {
+		t.Fatalf("logout with a write stuck in the backstore: response %d, want %d (cleanup failed)", got, LogoutRespCleanupFailed)
+	}
+	if r := b.command(read10(0, 1), 512, nil, 0); r.status != 0x18 {
+		t.Fatalf("READ by another initiator while the holder's write is stuck: status %#x, want RESERVATION CONFLICT", r.status)
+	}
+	release()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		r := b.command(read10(0, 1), 512, nil, 0)
+		if r.status == 0 {
+			break
+		}
+		if r.status != 0x18 || time.Now().After(deadline) {
+			t.Fatalf("READ after the stuck write returned: status %#x", r.status)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
