@@ -234,6 +234,11 @@ func (s *Server) Reload(cfg *config.Config) (*ReloadReport, error) {
 	}
 
 	// Apply. From here on nothing is undone; failures become warnings.
+	// A new target is attached to the fabric (PREEMPT AND ABORT reaches
+	// its tasks) before a login can find it.
+	for _, t := range added {
+		s.svc.AttachTarget(t)
+	}
 	s.mu.Lock()
 	for _, t := range added {
 		s.targets[t.Name] = t
@@ -246,7 +251,6 @@ func (s *Server) Reload(cfg *config.Config) (*ReloadReport, error) {
 		rep.Warnings = append(rep.Warnings, err.Error())
 	}
 	for _, t := range added {
-		s.svc.AttachTarget(t)
 		rep.Changes = append(rep.Changes, "added target "+t.Name)
 	}
 	for _, name := range removed {
