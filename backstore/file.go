@@ -47,6 +47,15 @@ type fileBackstore struct {
 	noDsyncFlag atomic.Bool
 	closed      atomic.Bool
 
+	// lost is the first failure to make written data stable: an
+	// fdatasync error, or EIO from a write. The kernel reports a
+	// writeback error once per open file, to whichever call looks first
+	// (a FUA write, an UNMAP's flush), so without this a later
+	// SYNCHRONIZE CACHE would find nothing and answer GOOD for data
+	// acknowledged earlier and lost. Every Sync returns it from then on;
+	// reopening the LUN (reload, restart) clears it.
+	lost atomic.Pointer[error]
+
 	// The syscalls whose answers depend on the kernel; tests replace them
 	// to drive the fallback paths. Set at open, read-only after.
 	pwritev2  func(fd int, iovs [][]byte, off int64, flags int) (int, error)
@@ -590,6 +599,12 @@ func (b *fileBackstore) writeBounce(p []byte, off int64, fua bool) (int, error) 
 // makes it stable before returning. In write-through mode O_DSYNC already
 // does that for every write.
 func (b *fileBackstore) pwrite(buf []byte, off int64, fua bool) (int, error) {
+	n, err := b.pwriteOnce(buf, off, fua)
+	b.noteWriteErr(err)
+	return n, err
+}
+
+func (b *fileBackstore) pwriteOnce(buf []byte, off int64, fua bool) (int, error) {
 	useAIO := b.startIO()
 	defer b.endIO()
 	if useAIO {
@@ -684,7 +699,23 @@ func (b *fileBackstore) datasync() error {
 	if err != nil {
 		return err
 	}
+	if syncErr != nil {
+		b.noteLost(syncErr)
+	}
 	return syncErr
+}
+
+// noteLost records the first failure to make data stable (lost).
+func (b *fileBackstore) noteLost(err error) {
+	b.lost.CompareAndSwap(nil, &err)
+}
+
+// noteWriteErr records EIO from a write: the device failed to store
+// data, this write's or, reported through it, an earlier one's.
+func (b *fileBackstore) noteWriteErr(err error) {
+	if err != nil && errors.Is(err, unix.EIO) {
+		b.noteLost(err)
+	}
 }
 
 // Sync flushes the page cache and the device's volatile cache for this
@@ -696,6 +727,9 @@ func (b *fileBackstore) Sync() error {
 	}
 	if b.readOnly {
 		return nil
+	}
+	if lost := b.lost.Load(); lost != nil {
+		return fmt.Errorf("%q: an earlier write or flush failed, so data acknowledged before it may not be stored (check the device, then reopen the LUN): %w", b.path, *lost)
 	}
 	if err := b.datasync(); err != nil {
 		if errors.Is(err, os.ErrClosed) {

@@ -442,6 +442,7 @@ type syscallCounter struct {
 	pwritev2Calls, datasyncCalls atomic.Int32
 	pwritev2Err                  error // returned instead of calling the kernel
 	datasyncEINTR                atomic.Int32
+	datasyncErr                  atomic.Pointer[error] // returned once instead of calling the kernel
 }
 
 func (c *syscallCounter) install(b *fileBackstore) {
@@ -465,6 +466,9 @@ func (c *syscallCounter) install(b *fileBackstore) {
 		if c.datasyncEINTR.Load() > 0 {
 			c.datasyncEINTR.Add(-1)
 			return unix.EINTR
+		}
+		if err := c.datasyncErr.Swap(nil); err != nil {
+			return *err
 		}
 		return unix.Fdatasync(fd)
 	}
@@ -722,5 +726,61 @@ func TestImageResize(t *testing.T) {
 	defer b.Close()
 	if _, err := b.(Resizer).Resize(16384); err == nil || !strings.Contains(err.Error(), "read_only") || b.Size() != 8192 {
 		t.Fatalf("growing a read-only image: %v, size %d", err, b.Size())
+	}
+}
+
+// TestFileLostWritesStick: the kernel reports a writeback error once, to
+// whichever call looks first. Once a flush or a write has failed, every
+// later Sync (SYNCHRONIZE CACHE) fails too, even when fdatasync itself
+// would now succeed, until the image is opened again.
+func TestFileLostWritesStick(t *testing.T) {
+	eio := error(unix.EIO)
+	tests := []struct {
+		name  string
+		mode  fileMode
+		fail  func(c *syscallCounter)
+		cause func(b *fileBackstore) error // the call that meets the error
+	}{
+		{"Sync meets a writeback error", fileModes[1],
+			func(c *syscallCounter) { c.datasyncErr.Store(&eio) },
+			func(b *fileBackstore) error { return b.Sync() }},
+		{"a FUA write's fallback flush meets it", fileModes[1],
+			func(c *syscallCounter) { c.pwritev2Err = unix.EOPNOTSUPP; c.datasyncErr.Store(&eio) },
+			func(b *fileBackstore) error { _, err := b.WriteAt(pattern(4096, 1), 0, true); return err }},
+		{"a RWF_DSYNC write meets it", fileModes[3],
+			func(c *syscallCounter) { c.pwritev2Err = unix.EIO },
+			func(b *fileBackstore) error { _, err := b.WriteAt(pattern(4096, 1), 0, true); return err }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			b := openTestFile(t, tt.mode, 1<<20)
+			c := &syscallCounter{}
+			c.install(b)
+			tt.fail(c)
+			if err := tt.cause(b); !errors.Is(err, unix.EIO) {
+				t.Fatalf("the failing call: %v, want EIO", err)
+			}
+			c.pwritev2Err = nil
+			for i := range 3 {
+				if err := b.Sync(); !errors.Is(err, unix.EIO) {
+					t.Fatalf("Sync %d after the failure: %v, want it to keep failing with EIO", i, err)
+				}
+			}
+			// Writes go on (a FUA write's own data is made stable)...
+			if _, err := b.WriteAt(pattern(4096, 2), 4096, true); err != nil {
+				t.Fatalf("FUA write after the failure: %v", err)
+			}
+			// ...and a fresh open starts clean.
+			path := b.path
+			b.Close()
+			r, err := Open(Options{Kind: "file", Path: path, BlockSize: 512, WriteCache: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer r.Close()
+			if err := r.Sync(); err != nil {
+				t.Fatalf("Sync after reopening: %v", err)
+			}
+		})
 	}
 }
