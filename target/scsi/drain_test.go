@@ -2,34 +2,55 @@ package scsi
 
 import (
 	"context"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/blockport/blockport/backstore"
 )
 
-// gatedStore holds every write until its gate opens.
+// gatedStore holds every write until its gate opens, and notes how many
+// writes had returned when Sync was last called.
 type gatedStore struct {
 	*memStore
-	entered chan struct{}
-	gate    chan struct{}
+	entered     chan struct{}
+	gate        chan struct{}
+	done        atomic.Int32
+	doneAtSync  atomic.Int32
+	syncsCalled atomic.Int32
 }
 
 func (s *gatedStore) WriteAt(p []byte, off int64, fua bool) (int, error) {
 	s.entered <- struct{}{}
 	<-s.gate
-	return s.memStore.WriteAt(p, off, fua)
+	n, err := s.memStore.WriteAt(p, off, fua)
+	s.done.Add(1)
+	return n, err
+}
+
+func (s *gatedStore) Sync() error {
+	s.doneAtSync.Store(s.done.Load())
+	s.syncsCalled.Add(1)
+	return s.memStore.Sync()
+}
+
+// gatedDevice is a device whose LU 0 writes through a gatedStore.
+func gatedDevice(t *testing.T, opts ...luOpt) (*Device, *LU, *gatedStore) {
+	t.Helper()
+	gs := &gatedStore{entered: make(chan struct{}, 1), gate: make(chan struct{})}
+	opts = append(opts, func(c *LUConfig) {
+		gs.memStore = c.Backstore.(*memStore)
+		c.Backstore = backstore.Backstore(gs)
+	})
+	d, lu, _ := newTestDevice(t, 64, 512, opts...)
+	return d, lu, gs
 }
 
 // TestRemoveLUDrain: a removed LU takes no new commands, and Drain waits
 // for the one still in its backstore, so that the backstore is closed
 // only once it has returned.
 func TestRemoveLUDrain(t *testing.T) {
-	gs := &gatedStore{entered: make(chan struct{}, 1), gate: make(chan struct{})}
-	d, lu, _ := newTestDevice(t, 64, 512, func(c *LUConfig) {
-		gs.memStore = c.Backstore.(*memStore)
-		c.Backstore = backstore.Backstore(gs)
-	})
+	d, lu, gs := gatedDevice(t)
 	clearUA(t, d, nexusA, 0)
 
 	// A command prepared before the removal, executed after it.

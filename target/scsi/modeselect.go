@@ -160,8 +160,17 @@ func (lu *LU) applyModeParameters(p []byte, ten bool) (bool, error) {
 	}
 	changed := wce != lu.modes.writeCache() || dsense != lu.modes.descSense() || swp != lu.modes.writeProtect()
 	if lu.modes.writeCache() && !wce {
-		// Turning the write cache off: what it holds goes to the medium first.
-		if err := lu.store.Sync(); err != nil {
+		// Turning the write cache off: what it holds goes to the medium
+		// first. Writes from now on see WCE=0 and are made stable
+		// themselves; the whole-LU lock waits for those that decided
+		// otherwise before (they hold their range until stored), so the
+		// flush covers them.
+		lu.modes.wce.Store(false)
+		t := lu.locks.lock(0, lu.blocks.Load(), true)
+		err := lu.store.Sync()
+		lu.locks.unlock(t)
+		if err != nil {
+			lu.modes.wce.Store(true) // the MODE SELECT failed: nothing changes
 			return false, sense.WriteFault().WithCause(err)
 		}
 	}

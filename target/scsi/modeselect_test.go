@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"testing"
+	"time"
 
 	"github.com/blockport/blockport/target/scsi/sense"
 )
@@ -95,6 +96,47 @@ func TestModeSelect(t *testing.T) {
 	run(t, d, nexusA, 0, modeSelect6(12), append(hdr, bd...), 12).check(t, good)
 	bd[3]++
 	run(t, d, nexusA, 0, modeSelect6(12), append(hdr, bd...), 12).check(t, checkCond(sense.KeyIllegalRequest, 0x26, 0))
+}
+
+// TestModeSelectWCEOffWaitsForWrites: a write that began with WCE=1 (not
+// made stable by itself) and is still in the backstore when an initiator
+// turns WCE off is covered by the flush MODE SELECT makes: MODE SELECT
+// answers only after that write returned and the flush followed it. A
+// failed flush leaves WCE as it was.
+func TestModeSelectWCEOffWaitsForWrites(t *testing.T) {
+	d, lu, gs := gatedDevice(t, func(c *LUConfig) { c.WriteCache = true })
+	clearUA(t, d, nexusA, 0)
+	p := currentPage(t, d, modePageCaching)
+	p[4+2] &^= 0x04
+
+	wrote := make(chan result, 1)
+	go func() { wrote <- run(t, d, nexusA, 0, cdb10(opWrite10, 0, 0, 1), make([]byte, 512), 512) }()
+	<-gs.entered
+	selected := make(chan result, 1)
+	go func() { selected <- run(t, d, nexusA, 0, modeSelect6(uint8(len(p))), p, uint32(len(p))) }()
+	select {
+	case r := <-selected:
+		t.Fatalf("MODE SELECT WCE=0 answered (status %#x) with a cached write still in the backstore", r.status)
+	case <-time.After(100 * time.Millisecond):
+	}
+	close(gs.gate)
+	(<-wrote).check(t, good)
+	(<-selected).check(t, good)
+	if gs.syncsCalled.Load() == 0 || gs.doneAtSync.Load() != 1 {
+		t.Fatalf("flush before the write returned (%d syncs, %d writes done at the last)", gs.syncsCalled.Load(), gs.doneAtSync.Load())
+	}
+
+	// Back on, then a failing flush: the MODE SELECT fails, WCE stays on.
+	p[4+2] |= 0x04
+	run(t, d, nexusA, 0, modeSelect6(uint8(len(p))), p, uint32(len(p))).check(t, good)
+	gs.failSync.Store(true)
+	p[4+2] &^= 0x04
+	if r := run(t, d, nexusA, 0, modeSelect6(uint8(len(p))), p, uint32(len(p))); r.status != StatusCheckCondition {
+		t.Fatalf("MODE SELECT with a failing flush: status %#x", r.status)
+	}
+	if !lu.modes.writeCache() {
+		t.Fatal("a failed MODE SELECT turned WCE off")
+	}
 }
 
 // mode6to10 turns MODE SELECT(6) parameter data into the (10) form.
