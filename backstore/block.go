@@ -133,7 +133,9 @@ func setupBlock(f *os.File, opts Options) (*blockBackstore, error) {
 	}
 	fb.size.Store(usable)
 	fb.fsBlock = uint32(physical)
-	if err := fb.setupCrypt(opts); err != nil {
+	// A device has no "new": a missing key is made, and whatever the
+	// device held reads as noise (docs/config.md says so).
+	if err := fb.setupCrypt(opts, true); err != nil {
 		return nil, err
 	}
 	if fb.direct {

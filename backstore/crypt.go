@@ -48,12 +48,19 @@ type cryptState struct {
 	cipher  *xts.Cipher // guarded by mu; replaced by rekey
 }
 
-// openCrypt loads the key from keyFile, or creates the file with a new
-// random key when it does not exist. A key file that others may read, or
-// that does not hold exactly one key, is refused.
-func openCrypt(keyFile string) (*cryptState, error) {
+// openCrypt loads the key from keyFile. A missing file gets a new random
+// key only when create is set, else it is an error: an image that holds
+// data enciphered under a key it no longer finds (state_dir lost, or the
+// target or LUN renamed, which renames the key file) would otherwise be
+// served as noise with GOOD status, and what is written then mixes two
+// keys. A key file that others may read, or that does not hold exactly
+// one key, is refused.
+func openCrypt(keyFile string, create bool) (*cryptState, error) {
 	key, err := os.ReadFile(keyFile)
 	switch {
+	case errors.Is(err, fs.ErrNotExist) && !create:
+		return nil, fmt.Errorf("key file %q is missing for an existing image: the key is the data; restore it "+
+			"(a renamed target or LUN looks for a new name: rename the old key file), or delete the image to start empty", keyFile)
 	case errors.Is(err, fs.ErrNotExist):
 		if key, err = newKeyFile(keyFile); err != nil {
 			return nil, fmt.Errorf("create key file %q: %w", keyFile, err)

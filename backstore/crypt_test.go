@@ -123,3 +123,84 @@ func TestEncryptionRefused(t *testing.T) {
 		t.Fatal("a plain image claims to be encrypted")
 	}
 }
+
+// TestEncryptedKeyMissing: a key is made only together with a new image.
+// An existing image whose key file is gone (state_dir lost, a target or
+// LUN renamed) is refused rather than served as noise; a key left by a
+// start that crashed before making its image is used for that image.
+func TestEncryptedKeyMissing(t *testing.T) {
+	for _, tt := range []struct {
+		name     string
+		prepare  func(t *testing.T, img, key string) // before Open
+		wantErr  string                              // "" to open
+		wantSame bool                                // the key file is the one prepare left
+	}{
+		{name: "new image, no key: both made"},
+		{name: "existing image, no key", prepare: func(t *testing.T, img, key string) {
+			if err := os.WriteFile(img, make([]byte, 1<<20), 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}, wantErr: "missing for an existing image"},
+		{name: "key without image: the image is made under it", prepare: func(t *testing.T, img, key string) {
+			if _, err := newKeyFile(key); err != nil {
+				t.Fatal(err)
+			}
+		}, wantSame: true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			img, key := filepath.Join(dir, "lun.img"), filepath.Join(dir, "keys", "lun.key")
+			if tt.prepare != nil {
+				tt.prepare(t, img, key)
+			}
+			before, _ := os.ReadFile(key)
+			opts := Options{Kind: "sparse", Path: img, Size: 1 << 20, BlockSize: 512, KeyFile: key}
+			b, err := Open(opts)
+			if tt.wantErr != "" {
+				if err == nil {
+					b.Close()
+					t.Fatal("opened")
+				}
+				if !strings.Contains(err.Error(), tt.wantErr) || !strings.Contains(err.Error(), key) {
+					t.Fatalf("error %q, want %q naming %s", err, tt.wantErr, key)
+				}
+				if _, err := os.Stat(key); !errors.Is(err, os.ErrNotExist) {
+					t.Fatalf("a key file was made for an existing image (%v)", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			data := bytes.Repeat([]byte{0xa5}, 4096)
+			if _, err := b.WriteAt(data, 0, true); err != nil {
+				t.Fatal(err)
+			}
+			b.Close()
+			after, err := os.ReadFile(key)
+			if err != nil || len(after) != cryptKeyLen {
+				t.Fatalf("key file after open: %d bytes, %v", len(after), err)
+			}
+			if tt.wantSame && !bytes.Equal(before, after) {
+				t.Fatal("the key left before was replaced")
+			}
+			// The data reads back under the same key after a reopen; with
+			// the key file gone the reopen is refused.
+			b, err = Open(opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := make([]byte, len(data))
+			_, err = b.ReadAt(got, 0)
+			b.Close()
+			if err != nil || !bytes.Equal(got, data) {
+				t.Fatalf("read back after reopen: %v", err)
+			}
+			os.Remove(key)
+			if b, err := Open(opts); err == nil {
+				b.Close()
+				t.Fatal("reopened without its key file")
+			}
+		})
+	}
+}

@@ -77,12 +77,13 @@ type fileBackstore struct {
 	inflight atomic.Int32
 }
 
-// setupCrypt turns on encryption when opts ask for it.
-func (b *fileBackstore) setupCrypt(opts Options) error {
+// setupCrypt turns on encryption when opts ask for it; create allows a
+// new key when the key file is missing (openCrypt).
+func (b *fileBackstore) setupCrypt(opts Options, create bool) error {
 	if opts.KeyFile == "" {
 		return nil
 	}
-	c, err := openCrypt(opts.KeyFile)
+	c, err := openCrypt(opts.KeyFile, create)
 	if err != nil {
 		return err
 	}
@@ -105,6 +106,16 @@ func openFile(opts Options) (Backstore, error) {
 func openImage(opts Options, sparse bool) (*fileBackstore, error) {
 	if opts.Path == "" {
 		return nil, errors.New("path is required")
+	}
+	// An encrypted image that does not exist yet gets its key first: a
+	// crash between the two then leaves a key without an image (made
+	// at the next start), never an image without its key.
+	if opts.KeyFile != "" {
+		if _, err := os.Stat(opts.Path); errors.Is(err, fs.ErrNotExist) {
+			if _, err := openCrypt(opts.KeyFile, true); err != nil {
+				return nil, err
+			}
+		}
 	}
 	if err := createImage(opts, sparse); err != nil {
 		return nil, err
@@ -134,7 +145,7 @@ func openImage(opts Options, sparse bool) (*fileBackstore, error) {
 		f.Close()
 		return nil, err
 	}
-	if err := b.setupCrypt(opts); err != nil {
+	if err := b.setupCrypt(opts, false); err != nil {
 		f.Close()
 		return nil, err
 	}
