@@ -96,7 +96,7 @@ func newKeyFile(path string) ([]byte, error) {
 		return nil, err
 	}
 	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	if err := mkdirAllSynced(dir, 0o700); err != nil {
 		return nil, err
 	}
 	tmp, err := os.CreateTemp(dir, filepath.Base(path)+".tmp*")

@@ -238,7 +238,7 @@ func createImage(opts Options, sparse bool) error {
 		return errors.New("image does not exist and no size is configured to create it")
 	}
 	dir := filepath.Dir(opts.Path)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	if err := mkdirAllSynced(dir, 0o700); err != nil {
 		return err
 	}
 	f, err := os.OpenFile(opts.Path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
@@ -265,6 +265,36 @@ func createImage(opts Options, sparse bool) error {
 	if err != nil {
 		os.Remove(opts.Path)
 		return fmt.Errorf("create image: %w", err)
+	}
+	return nil
+}
+
+// mkdirAllSynced is os.MkdirAll that also makes the new directories
+// durable: the entry of each one it created is synced in its parent, so a
+// crash cannot take away a directory whose files were synced.
+func mkdirAllSynced(dir string, perm os.FileMode) error {
+	var missing []string
+	for d := filepath.Clean(dir); ; d = filepath.Dir(d) {
+		if _, err := os.Stat(d); err == nil {
+			break
+		} else if !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+		missing = append(missing, d)
+		if filepath.Dir(d) == d {
+			break
+		}
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	if err := os.MkdirAll(dir, perm); err != nil {
+		return err
+	}
+	for _, d := range missing { // deepest first; each parent holds the entry
+		if err := syncDir(filepath.Dir(d)); err != nil {
+			return err
+		}
 	}
 	return nil
 }

@@ -784,3 +784,29 @@ func TestFileLostWritesStick(t *testing.T) {
 		})
 	}
 }
+
+func TestMkdirAllSynced(t *testing.T) {
+	base := t.TempDir()
+	for _, tt := range []struct {
+		name, dir string
+	}{
+		{"exists", base},
+		{"one level", filepath.Join(base, "a")},
+		{"three levels", filepath.Join(base, "b", "c", "d")},
+		{"under an existing new one", filepath.Join(base, "b", "c", "e")},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if err := mkdirAllSynced(tt.dir, 0o700); err != nil {
+				t.Fatal(err)
+			}
+			if st, err := os.Stat(tt.dir); err != nil || !st.IsDir() {
+				t.Fatalf("%s: %v", tt.dir, err)
+			}
+		})
+	}
+	file := filepath.Join(base, "file")
+	os.WriteFile(file, nil, 0o600)
+	if err := mkdirAllSynced(filepath.Join(file, "sub"), 0o700); err == nil {
+		t.Fatal("made a directory under a file")
+	}
+}
