@@ -139,8 +139,14 @@ func setupBlock(f *os.File, opts Options) (*blockBackstore, error) {
 		return nil, err
 	}
 	if fb.direct {
-		fb.offsetAlign, fb.memAlign = fb.directAlignment()
-		fb.offsetAlign = max(fb.offsetAlign, int64(logical))
+		// O_DIRECT on a block device needs its logical block size, the
+		// unit its size is counted in. Before Linux 6.11 statx reports
+		// no alignment for a device and directAlignment's 4096 fallback
+		// left the last sectors of a device whose size is not a multiple
+		// of 4 KiB out of reach (the bounce read of their unit runs past
+		// the end).
+		_, fb.memAlign = fb.directAlignment()
+		fb.offsetAlign = int64(logical)
 		if fb.memAlign > BufferAlign || fb.offsetAlign > maxBounce {
 			return nil, fmt.Errorf("O_DIRECT alignment (memory %d, offset %d) is beyond what this server supports; set direct_io = false", fb.memAlign, fb.offsetAlign)
 		}

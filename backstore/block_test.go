@@ -121,3 +121,28 @@ func TestBlockBackstoreRefuses(t *testing.T) {
 		}
 	}
 }
+
+// The last sectors of a device whose size is not a multiple of 4 KiB are
+// read and written under O_DIRECT like any other.
+func TestBlockBackstoreOddSizeTail(t *testing.T) {
+	const size = 8<<20 + 3*512
+	dev, _ := loopDevice(t, size, 512)
+	b, err := Open(Options{Kind: "block", Path: dev, BlockSize: 512, DirectIO: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if b.Size() != size {
+		t.Fatalf("Size %d, want %d", b.Size(), size)
+	}
+	for _, off := range []int64{size - 512, size - 3*512} {
+		data := pattern(512, uint64(off))
+		if _, err := b.WriteAt(data, off, true); err != nil {
+			t.Fatalf("write at %d: %v", off, err)
+		}
+		got := make([]byte, 512)
+		if _, err := b.ReadAt(got, off); err != nil || !bytes.Equal(got, data) {
+			t.Fatalf("read at %d: %v (equal %v)", off, err, bytes.Equal(got, data))
+		}
+	}
+}
