@@ -28,6 +28,12 @@ type conn struct {
 	portal Portal
 
 	r *Reader // owned by the reader goroutine
+	// bufBytes counts the bytes of command buffers this connection holds:
+	// from the command's arrival (a write's data-out, a read's data-in)
+	// until the answer has been sent. Past maxConnBufBytes new commands
+	// get TASK SET FULL (scsicmd.go), which bounds both writes that wait
+	// for data that never comes and answers an initiator does not read.
+	bufBytes atomic.Int64
 	// held: answers queued with holdForReader wait for flushHeld. Owned
 	// by the reader goroutine.
 	held bool
@@ -86,7 +92,11 @@ type outPDU struct {
 	keepStatSN bool   // the header's StatSN field is not the session's (none)
 	onSent     func() // called by the writer after the PDU went out (or was dropped)
 	putBuf     []byte // a pooled buffer data points into, returned after sending
-	closeAfter bool   // close the connection once it is sent (logout)
+	// bufOf and bufN: putBuf's bytes, given back to the connection's
+	// count (conn.bufBytes) with it.
+	bufOf      *atomic.Int64
+	bufN       int64
+	closeAfter bool // close the connection once it is sent (logout)
 }
 
 var outPDUPool = sync.Pool{New: func() any { return new(outPDU) }}
@@ -329,19 +339,34 @@ func cmdSNOf(h *BHS) uint32 { return binary.BigEndian.Uint32(h[24:28]) }
 func (c *conn) ordered(hdr *Header) error {
 	h := &hdr.BHS
 	if h.Immediate() {
+		// Immediate requests bypass the window (RFC 7143 3.2.2.1), so
+		// they have a bound of their own: a flood of them is refused
+		// with the Reject the RFC has for it (11.17.1).
+		if c.window.immediate.Load() >= int32(c.window.depth) {
+			if err := c.r.DiscardData(); err != nil {
+				return err
+			}
+			return &RejectError{Reason: RejectImmediateCommand, Header: *h, Why: "too many immediate commands"}
+		}
 		return c.execute(hdr, nil, false)
 	}
 	sn := cmdSNOf(h)
 	exp := c.window.expCmdSN.Load()
 	_, max := c.window.current()
 	switch {
+	case !serialInWindow(sn, exp, max):
+		// Past MaxCmdSN, or a closed window (MaxCmdSN = ExpCmdSN-1)
+		// even for the next expected CmdSN: RFC 7143 4.2.2.1 has the
+		// target ignore it.
+		c.log.Debug("CmdSN outside the window dropped", "cmdsn", sn, "exp", exp, "max", max)
+		return c.r.DiscardData()
 	case sn == exp:
 		c.window.expCmdSN.Store(exp + 1)
 		if err := c.execute(hdr, nil, false); err != nil {
 			return err
 		}
 		return c.drainPending()
-	case serialInWindow(sn, exp, max):
+	default:
 		if _, dup := c.pending[sn]; dup {
 			c.log.Debug("duplicate CmdSN dropped", "cmdsn", sn)
 			return c.r.DiscardData()
@@ -354,9 +379,6 @@ func (c *conn) ordered(hdr *Header) error {
 		q.data = data
 		c.pending[sn] = q
 		return nil
-	default:
-		c.log.Debug("CmdSN outside the window dropped", "cmdsn", sn, "exp", exp, "max", max)
-		return c.r.DiscardData()
 	}
 }
 
@@ -380,7 +402,9 @@ func (c *conn) drainPending() error {
 // segment is still on the wire; otherwise it is in data.
 func (c *conn) execute(hdr *Header, data []byte, queued bool) error {
 	h := &hdr.BHS
-	if !h.Immediate() {
+	if h.Immediate() {
+		c.window.immediate.Add(1)
+	} else {
 		c.window.inflight.Add(1)
 	}
 	if h.Opcode() == OpSCSICommand {
@@ -405,9 +429,12 @@ func (c *conn) execute(hdr *Header, data []byte, queued bool) error {
 	return nil
 }
 
-// commandDone releases the CmdSN window slot of a non-immediate request.
+// commandDone releases the CmdSN window slot of a non-immediate request,
+// or the count of an immediate one.
 func (c *conn) commandDone(immediate bool) {
-	if !immediate {
+	if immediate {
+		c.window.immediate.Add(-1)
+	} else {
 		c.window.inflight.Add(-1)
 	}
 }
@@ -608,6 +635,9 @@ func releaseOut(p *outPDU) {
 	if p.putBuf != nil {
 		backstore.PutBuffer(p.putBuf)
 	}
+	if p.bufOf != nil {
+		p.bufOf.Add(-p.bufN)
+	}
 	outPDUPool.Put(p)
 }
 
@@ -732,6 +762,11 @@ func (c *conn) handleNOPOut(h *BHS, data []byte) error {
 func (c *conn) handleLogout(h *BHS) error {
 	req := h.LogoutRequest()
 	c.commandDone(req.Immediate)
+	if c.loggedOut.Load() {
+		// One logout ends the connection; more would each start a
+		// wait for the tasks.
+		return &RejectError{Reason: RejectProtocolError, Header: *h, Why: "Logout Request after the connection's logout"}
+	}
 	resp := LogoutResponse{ITT: req.ITT, Time2Wait: 0, Time2Retain: 0}
 	switch req.ReasonCode {
 	case LogoutCloseSession, LogoutCloseConnection:

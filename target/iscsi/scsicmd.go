@@ -30,6 +30,7 @@ type task struct {
 	extCDB    []byte
 	prepErr   error  // Prepare failed: drain unsolicited data, then answer with it
 	buf       []byte // pooled; data-out or data-in
+	bufN      int    // bytes of buf counted in conn.bufBytes; moves with buf to the answer PDU
 	need      int    // bytes of data-out to collect (writes)
 	received  int    // bytes of data-out stored so far
 	state     taskState
@@ -143,12 +144,22 @@ func (c *conn) handleSCSICommand(hdr *Header, queuedData []byte, queued bool) er
 	if err := dev.Prepare(&t.cmd); err != nil {
 		t.prepErr = err
 	} else {
-		switch t.cmd.Dir {
-		case scsi.DirWrite:
-			t.need = min(int(t.edtl), t.cmd.TransferLength)
-			t.buf = backstore.GetBuffer(t.need)[:t.need]
-		case scsi.DirRead:
-			t.buf = backstore.GetBuffer(t.cmd.TransferLength)[:t.cmd.TransferLength]
+		n := t.cmd.TransferLength
+		if t.cmd.Dir == scsi.DirWrite {
+			n = min(int(t.edtl), n)
+		}
+		switch {
+		case t.cmd.Dir == scsi.DirNone:
+		case !c.reserveBuf(n):
+			// SAM-5: the task set is full for this I_T nexus; the
+			// initiator retries (Linux lowers its queue depth).
+			t.prepErr = scsi.StatusError(scsi.StatusTaskSetFull)
+			t.cmd.Dir = scsi.DirNone
+		case t.cmd.Dir == scsi.DirWrite:
+			t.need = n
+			t.buf, t.bufN = backstore.GetBuffer(n)[:n], n
+		default:
+			t.buf, t.bufN = backstore.GetBuffer(n)[:n], n
 		}
 	}
 
@@ -479,12 +490,32 @@ func (c *conn) answer(t *task, n int, err error, how sendMode) {
 		copy(p.data[2:], sense)
 	}
 	p.advanceSN = true
-	buf := t.buf
-	t.buf = nil
-	if buf != nil {
-		p.putBuf = buf
+	if t.buf != nil {
+		c.handOver(t, p)
 	}
 	c.enqueue(p, how)
+}
+
+// maxConnBufBytes bounds conn.bufBytes: 64 MiB is eight commands of the
+// largest transfer (8 MiB, VPD Block Limits) or 512 of 128 KiB.
+const maxConnBufBytes = 64 << 20
+
+// reserveBuf counts n bytes of command buffer in, or reports that the
+// connection holds too much already. A connection holding nothing may
+// always take one command.
+func (c *conn) reserveBuf(n int) bool {
+	if v := c.bufBytes.Add(int64(n)); v > maxConnBufBytes && v != int64(n) {
+		c.bufBytes.Add(-int64(n))
+		return false
+	}
+	return true
+}
+
+// handOver gives t's buffer, and its count, to p: both go back once p is
+// sent (releaseOut).
+func (c *conn) handOver(t *task, p *outPDU) {
+	p.putBuf, p.bufOf, p.bufN = t.buf, &c.bufBytes, int64(t.bufN)
+	t.buf, t.bufN = nil, 0
 }
 
 func (c *conn) dataInPDUs(n int) int {
@@ -499,7 +530,6 @@ func (c *conn) sendDataIn(t *task, n int, status uint8, under, over bool, residu
 	seg := int(c.params.MaxXmitDataSegmentLength)
 	burst := int(c.params.MaxBurstLength)
 	buf := t.buf
-	t.buf = nil
 	var dataSN uint32
 	for off := 0; off < n; off += seg {
 		end := min(off+seg, n)
@@ -520,7 +550,7 @@ func (c *conn) sendDataIn(t *task, n int, status uint8, under, over bool, residu
 			d.Underflow, d.Overflow = under, over
 			d.ResidualCount = residual
 			p.advanceSN = true
-			p.putBuf = buf
+			c.handOver(t, p)
 		} else {
 			p.keepStatSN = true
 		}
@@ -556,4 +586,6 @@ func (c *conn) releaseTask(t *task) {
 		backstore.PutBuffer(t.buf)
 		t.buf = nil
 	}
+	c.bufBytes.Add(-int64(t.bufN))
+	t.bufN = 0
 }

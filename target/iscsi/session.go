@@ -35,7 +35,10 @@ type cmdWindow struct {
 	expCmdSN atomic.Uint32
 	maxCmdSN atomic.Uint32
 	inflight atomic.Int32 // non-immediate commands received but not answered
-	depth    uint32
+	// immediate counts immediate requests received and not answered;
+	// they are refused past depth (conn.ordered).
+	immediate atomic.Int32
+	depth     uint32
 }
 
 func (w *cmdWindow) init(cmdSN, depth uint32) {

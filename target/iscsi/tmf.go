@@ -136,7 +136,9 @@ func (c *conn) abortTasks(match func(*task) bool) []chan struct{} {
 			delete(c.tasks, itt)
 			// The reader owns a receiving task's buffer; it may be reading
 			// into it right now, so the buffer is left to the GC rather
-			// than put back in the pool.
+			// than put back in the pool; it no longer counts.
+			c.bufBytes.Add(-int64(t.bufN))
+			t.bufN = 0
 			c.commandDone(t.immediate)
 		}
 	}

@@ -1,0 +1,187 @@
+package iscsi
+
+import (
+	"testing"
+	"time"
+)
+
+// Bounds on what one connection can make the target hold.
+
+// sendRaw sends one SCSI command PDU without data and without reading.
+func (in *initiator) sendRaw(cdb []byte, edtl uint32, write, immediate bool, cmdSN uint32) uint32 {
+	in.t.Helper()
+	itt := in.itt
+	in.itt++
+	var c16 [16]byte
+	copy(c16[:], cdb)
+	req := SCSICommand{Final: true, Immediate: immediate, Read: !write && edtl > 0, Write: write, Attr: TaskAttrSimple,
+		LUN: in.lun, ITT: itt, ExpectedDataTransferLength: edtl, CmdSN: cmdSN, ExpStatSN: in.expSN, CDB: c16}
+	var h BHS
+	req.Encode(&h)
+	if err := in.w.WritePDU(&h, nil); err != nil {
+		in.t.Fatal(err)
+	}
+	return itt
+}
+
+// connOf is the target's side of the one connection the fabric serves.
+func connOf(t *testing.T, f *fabric) *conn {
+	t.Helper()
+	f.svc.mu.Lock()
+	defer f.svc.mu.Unlock()
+	if len(f.svc.conns) != 1 {
+		t.Fatalf("%d connections, want 1", len(f.svc.conns))
+	}
+	for c := range f.svc.conns {
+		return c
+	}
+	return nil
+}
+
+// TestConnBufferBudget: writes that wait for data that never comes hold
+// their buffers; past maxConnBufBytes the next command gets TASK SET FULL
+// instead of another 8 MiB. Aborting them gives the bytes back, and after
+// ordinary I/O the count is back at zero.
+func TestConnBufferBudget(t *testing.T) {
+	f := startFabric(t, Options{})
+	in := dial(t, f)
+	in.mustLogin()
+	in.clearUA()
+	const eight = 8 << 20
+	var waiting []uint32
+	for i := 0; i < maxConnBufBytes/eight; i++ {
+		itt := in.sendRaw(write10(0, eight/512), eight, true, false, in.cmdSN)
+		in.cmdSN++
+		pdu, err := in.r.ReadPDU()
+		if err != nil || pdu.Header.Opcode() != OpR2T {
+			t.Fatalf("write %d: want an R2T, got %v (%v)", i, pdu.Header.Opcode(), err)
+		}
+		waiting = append(waiting, itt)
+	}
+	c := connOf(t, f)
+	if got := c.bufBytes.Load(); got != maxConnBufBytes {
+		t.Fatalf("%d bytes held by %d waiting writes, want %d", got, len(waiting), maxConnBufBytes)
+	}
+	full := in.sendRaw(write10(0, eight/512), eight, true, false, in.cmdSN)
+	in.cmdSN++
+	if st := in.responses(full)[full]; st != 0x28 {
+		t.Fatalf("a write past the budget: status %#x, want TASK SET FULL", st)
+	}
+	// A small read still fits? No: the budget is spent; it is refused too.
+	small := in.sendRaw(read10(0, 1), 512, false, false, in.cmdSN)
+	in.cmdSN++
+	if st := in.responses(small)[small]; st != 0x28 {
+		t.Fatalf("a read past the budget: status %#x, want TASK SET FULL", st)
+	}
+	// ABORT TASK SET drops the waiting writes and their bytes.
+	if got := in.tmf(TMFAbortTaskSet, in.lun, 0); got != TMFRespFunctionComplete {
+		t.Fatalf("ABORT TASK SET: %d", got)
+	}
+	if got := c.bufBytes.Load(); got != 0 {
+		t.Fatalf("%d bytes still counted after the abort", got)
+	}
+	// Ordinary reads and writes, of every size path, leave nothing counted.
+	for _, blocks := range []uint16{1, 256, 4096} {
+		data := make([]byte, int(blocks)*512)
+		if r := in.command(write10(8, blocks), uint32(len(data)), data, 0); r.status != 0 {
+			t.Fatalf("WRITE of %d blocks: %#x", blocks, r.status)
+		}
+		if r := in.command(read10(8, blocks), uint32(len(data)), nil, 0); r.status != 0 {
+			t.Fatalf("READ of %d blocks: %#x", blocks, r.status)
+		}
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for c.bufBytes.Load() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d bytes counted after the I/O ended", c.bufBytes.Load())
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// TestClosedWindowDropsNextCmdSN: with the window full (MaxCmdSN =
+// ExpCmdSN-1) even a command with CmdSN = ExpCmdSN is ignored (RFC 7143
+// 4.2.2.1), so queue depth bounds what the target takes in.
+func TestClosedWindowDropsNextCmdSN(t *testing.T) {
+	f := startFabric(t, Options{QueueDepth: 2})
+	in := dial(t, f)
+	in.mustLogin()
+	in.clearUA()
+	a := in.sendRaw(write10(0, 1), 512, true, false, in.cmdSN)
+	b := in.sendRaw(write10(1, 1), 512, true, false, in.cmdSN+1)
+	third := in.sendRaw(write10(2, 1), 512, true, false, in.cmdSN+2)
+	seen := map[uint32]bool{}
+	in.nc.SetReadDeadline(time.Now().Add(time.Second))
+	for {
+		pdu, err := in.r.ReadPDU()
+		if err != nil {
+			break // nothing more within the second
+		}
+		switch pdu.Header.Opcode() {
+		case OpR2T:
+			seen[pdu.Header.R2T().ITT] = true
+		case OpSCSIResponse:
+			seen[pdu.Header.SCSIResponse().ITT] = true
+		}
+	}
+	if !seen[a] || !seen[b] || seen[third] {
+		t.Fatalf("answers %v: want R2Ts for %#x and %#x, nothing for %#x beyond the window", seen, a, b, third)
+	}
+}
+
+// TestImmediateCommandBound: immediate commands skip the window; past the
+// queue depth of them in flight the next is refused with Reject reason
+// 0x06 (too many immediate commands).
+func TestImmediateCommandBound(t *testing.T) {
+	f := startFabric(t, Options{QueueDepth: 2})
+	in := dial(t, f)
+	in.mustLogin()
+	in.clearUA()
+	in.sendRaw(write10(0, 1), 512, true, true, in.cmdSN)
+	in.sendRaw(write10(1, 1), 512, true, true, in.cmdSN)
+	in.sendRaw(write10(2, 1), 512, true, true, in.cmdSN)
+	var r2ts, rejects int
+	in.nc.SetReadDeadline(time.Now().Add(time.Second))
+	for {
+		pdu, err := in.r.ReadPDU()
+		if err != nil {
+			break
+		}
+		switch pdu.Header.Opcode() {
+		case OpR2T:
+			r2ts++
+		case OpReject:
+			if reason := pdu.Header[2]; reason != RejectImmediateCommand {
+				t.Fatalf("reject reason %#x, want %#x", reason, RejectImmediateCommand)
+			}
+			rejects++
+		}
+	}
+	if r2ts != 2 || rejects != 1 {
+		t.Fatalf("%d R2Ts and %d rejects, want 2 and 1", r2ts, rejects)
+	}
+}
+
+// TestSecondLogoutRejected: one logout per connection; another is
+// rejected instead of starting a second wait for the tasks.
+func TestSecondLogoutRejected(t *testing.T) {
+	f := startFabric(t, Options{})
+	in := dial(t, f)
+	in.mustLogin()
+	in.clearUA()
+	in.startWrite(0) // a task that waits for its data keeps the logout waiting
+	for i := range 2 {
+		req := LogoutRequest{Immediate: true, ReasonCode: LogoutCloseSession, ITT: in.itt, CmdSN: in.cmdSN, ExpStatSN: in.expSN}
+		in.itt++
+		var h BHS
+		req.Encode(&h)
+		if err := in.w.WritePDU(&h, nil); err != nil {
+			t.Fatalf("logout %d: %v", i, err)
+		}
+	}
+	in.nc.SetReadDeadline(time.Now().Add(5 * time.Second))
+	pdu, err := in.r.ReadPDU()
+	if err != nil || pdu.Header.Opcode() != OpReject {
+		t.Fatalf("second logout: want a Reject first, got %v (%v)", pdu.Header.Opcode(), err)
+	}
+}
