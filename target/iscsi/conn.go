@@ -63,6 +63,10 @@ type conn struct {
 	// logged at debug level only, so a hostile peer cannot flood the log.
 	// Owned by the reader goroutine.
 	malformedSeen bool
+	// dataSNSeen: a Data-Out DataSN error was logged; later ones of the
+	// connection go to debug level (each PDU of a command can have one).
+	// Owned by the reader goroutine.
+	dataSNSeen bool
 
 	mu    sync.Mutex
 	tasks map[uint32]*task // by ITT; guarded by mu

@@ -1,6 +1,8 @@
 package iscsi
 
 import (
+	"log/slog"
+	"strings"
 	"testing"
 	"time"
 )
@@ -183,5 +185,34 @@ func TestSecondLogoutRejected(t *testing.T) {
 	pdu, err := in.r.ReadPDU()
 	if err != nil || pdu.Header.Opcode() != OpReject {
 		t.Fatalf("second logout: want a Reject first, got %v (%v)", pdu.Header.Opcode(), err)
+	}
+}
+
+// TestDataSNErrorsLogOnce: every Data-Out PDU of a command can carry a
+// wrong DataSN; the first is logged as a warning, the rest at debug
+// level, so one command cannot write thousands of log lines.
+func TestDataSNErrorsLogOnce(t *testing.T) {
+	var logs syncBuffer
+	f := startFabric(t, Options{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	in := dial(t, f)
+	in.mustLogin()
+	in.clearUA()
+	for round := range 2 {
+		itt, ttt := in.startWrite(uint32(round))
+		// One block in four 128-byte PDUs, all with DataSN 7.
+		for i := range 4 {
+			d := DataOut{Final: i == 3, LUN: in.lun, ITT: itt, TTT: ttt, DataSN: 7, BufferOffset: uint32(i * 128), ExpStatSN: in.expSN}
+			var h BHS
+			d.Encode(&h)
+			if err := in.w.WritePDU(&h, make([]byte, 128)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if st := in.responses(itt)[itt]; st != 0x02 {
+			t.Fatalf("round %d: write with wrong DataSNs: status %#x, want CHECK CONDITION", round, st)
+		}
+	}
+	if n := strings.Count(logs.String(), "level=WARN msg=\"Data-Out DataSN error"); n != 1 {
+		t.Fatalf("%d warnings for 8 DataSN errors, want 1:\n%s", n, logs.String())
 	}
 }

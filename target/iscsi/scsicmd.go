@@ -347,7 +347,12 @@ func (c *conn) handleDataOut(h *BHS) error {
 // ABORTED COMMAND / DATA PHASE ERROR (SPC-5 4.4) instead of being written:
 // the initiator sees the failure and the connection stays up.
 func (c *conn) dataSequenceError(t *task, got, want uint32) {
-	c.log.Warn("Data-Out DataSN error", "itt", t.itt, "datasn", got, "expected", want)
+	if c.dataSNSeen {
+		c.log.Debug("Data-Out DataSN error", "itt", t.itt, "datasn", got, "expected", want)
+	} else {
+		c.dataSNSeen = true
+		c.log.Warn("Data-Out DataSN error (further ones on this connection at debug level)", "itt", t.itt, "datasn", got, "expected", want)
+	}
 	if t.prepErr == nil {
 		t.prepErr = sense.DataPhaseError()
 	}
