@@ -172,15 +172,8 @@ func TestSecondLogoutRejected(t *testing.T) {
 	in.mustLogin()
 	in.clearUA()
 	in.startWrite(0) // a task that waits for its data keeps the logout waiting
-	for i := range 2 {
-		req := LogoutRequest{Immediate: true, ReasonCode: LogoutCloseSession, ITT: in.itt, CmdSN: in.cmdSN, ExpStatSN: in.expSN}
-		in.itt++
-		var h BHS
-		req.Encode(&h)
-		if err := in.w.WritePDU(&h, nil); err != nil {
-			t.Fatalf("logout %d: %v", i, err)
-		}
-	}
+	in.sendLogout()
+	in.sendLogout()
 	in.nc.SetReadDeadline(time.Now().Add(5 * time.Second))
 	pdu, err := in.r.ReadPDU()
 	if err != nil || pdu.Header.Opcode() != OpReject {

@@ -344,12 +344,7 @@ func TestLogoutReleasesBeforeResponse(t *testing.T) {
 		if r := a.command([]byte{0x16, 0, 0, 0, 0, 0}, 0, nil, 0); r.status != 0 {
 			t.Fatalf("round %d: RESERVE(6): status %#x", i, r.status)
 		}
-		req := LogoutRequest{Immediate: true, ReasonCode: LogoutCloseSession, ITT: a.itt, CmdSN: a.cmdSN, ExpStatSN: a.expSN}
-		var h BHS
-		req.Encode(&h)
-		if err := a.w.WritePDU(&h, nil); err != nil {
-			t.Fatal(err)
-		}
+		a.sendLogout()
 		if pdu, err := a.r.ReadPDU(); err != nil || pdu.Header.Opcode() != OpLogoutResponse {
 			t.Fatalf("round %d: logout response: %v", i, err)
 		}
@@ -515,12 +510,7 @@ func TestLogoutKeepsNexusWhileTaskStuck(t *testing.T) {
 		t.Fatalf("RESERVE(6): status %#x", r.status)
 	}
 	a.sendStuckWrite(stuck, 0)
-	req := LogoutRequest{Immediate: true, ReasonCode: LogoutCloseSession, ITT: a.itt, CmdSN: a.cmdSN, ExpStatSN: a.expSN}
-	var h BHS
-	req.Encode(&h)
-	if err := a.w.WritePDU(&h, nil); err != nil {
-		t.Fatal(err)
-	}
+	a.sendLogout()
 	pdu, err := a.r.ReadPDU()
 	if err != nil || pdu.Header.Opcode() != OpLogoutResponse {
 		t.Fatalf("logout response: %v", err)
@@ -542,5 +532,18 @@ func TestLogoutKeepsNexusWhileTaskStuck(t *testing.T) {
 			t.Fatalf("READ after the stuck write returned: status %#x", r.status)
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// sendLogout sends an immediate Logout Request that closes the session,
+// without reading the answer.
+func (in *initiator) sendLogout() {
+	in.t.Helper()
+	req := LogoutRequest{Immediate: true, ReasonCode: LogoutCloseSession, ITT: in.itt, CmdSN: in.cmdSN, ExpStatSN: in.expSN}
+	in.itt++
+	var h BHS
+	req.Encode(&h)
+	if err := in.w.WritePDU(&h, nil); err != nil {
+		in.t.Fatal(err)
 	}
 }
