@@ -71,6 +71,7 @@ type Limits struct {
 	MaxSessionsPerTarget     int           // normal sessions of one target
 	MaxConnections           int           // connections of the whole server
 	MaxLoginsPerSource       int           // connections of one source address still logging in
+	MaxConnectionsPerSource  int           // connections of one source address, any phase
 	QueueDepth               uint32        // outstanding commands per session (CmdSN window)
 	MaxRecvDataSegmentLength uint32        // bytes, 512..16777215
 	MaxBurstLength           uint32        // bytes, 512..16777215
@@ -85,6 +86,7 @@ const (
 	DefaultMaxSessionsPerTarget     = 1024
 	DefaultMaxConnections           = 4096
 	DefaultMaxLoginsPerSource       = 16
+	DefaultMaxConnectionsPerSource  = 256
 	DefaultQueueDepth               = 128
 	DefaultMaxRecvDataSegmentLength = 262144
 	DefaultMaxBurstLength           = 262144
@@ -111,7 +113,7 @@ var (
 	aclKeys       = []string{"initiator", "luns", "chap", "mutual_chap", "portals"}
 	aclLUNKeys    = []string{"lun", "as", "read_only"}
 	discoveryKeys = []string{"chap", "mutual_chap", "chap_algorithms"}
-	limitsKeys    = []string{"max_sessions_per_target", "max_connections", "max_logins_per_source", "queue_depth",
+	limitsKeys    = []string{"max_sessions_per_target", "max_connections", "max_logins_per_source", "max_connections_per_source", "queue_depth",
 		"max_recv_data_segment_length", "max_burst_length", "first_burst_length",
 		"login_timeout", "idle_timeout", "nop_timeout"}
 )
@@ -122,6 +124,7 @@ func DefaultLimits() Limits {
 		MaxSessionsPerTarget:     DefaultMaxSessionsPerTarget,
 		MaxConnections:           DefaultMaxConnections,
 		MaxLoginsPerSource:       DefaultMaxLoginsPerSource,
+		MaxConnectionsPerSource:  DefaultMaxConnectionsPerSource,
 		QueueDepth:               DefaultQueueDepth,
 		MaxRecvDataSegmentLength: DefaultMaxRecvDataSegmentLength,
 		MaxBurstLength:           DefaultMaxBurstLength,
@@ -147,6 +150,7 @@ func decodeAccess(root table, c *Config, baseDir string) {
 		l.intRange("max_sessions_per_target", 1, 1<<20, &lim.MaxSessionsPerTarget)
 		l.intRange("max_connections", 1, 1<<20, &lim.MaxConnections)
 		l.intRange("max_logins_per_source", 1, 1<<16, &lim.MaxLoginsPerSource)
+		l.intRange("max_connections_per_source", 1, 1<<20, &lim.MaxConnectionsPerSource)
 		l.uintRange("queue_depth", 1, 65535, &lim.QueueDepth)
 		l.uintRange("max_recv_data_segment_length", 512, maxDataSegment, &lim.MaxRecvDataSegmentLength)
 		l.uintRange("max_burst_length", 512, maxDataSegment, &lim.MaxBurstLength)

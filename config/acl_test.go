@@ -37,6 +37,7 @@ chap_algorithms = ["sha-256", "MD5"]
 [limits]
 max_sessions_per_target = 8
 queue_depth = 32
+max_connections_per_source = 40
 max_burst_length = 131072
 first_burst_length = 8192
 login_timeout = "5s"
@@ -65,6 +66,7 @@ chap = { user = "all", secret = "target-wide-sec" }
 	wantLim := DefaultLimits()
 	wantLim.MaxSessionsPerTarget, wantLim.QueueDepth, wantLim.MaxBurstLength, wantLim.FirstBurstLength = 8, 32, 131072, 8192
 	wantLim.LoginTimeout, wantLim.IdleTimeout = 5*time.Second, 30*time.Second
+	wantLim.MaxConnectionsPerSource = 40
 	if c.Limits != wantLim {
 		t.Errorf("limits %+v, want %+v", c.Limits, wantLim)
 	}

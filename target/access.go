@@ -160,15 +160,16 @@ func fabricOptions(cfg *config.Config) (iscsi.Options, error) {
 		return iscsi.Options{}, err
 	}
 	return iscsi.Options{
-		Limits:               tl,
-		LoginTimeout:         l.LoginTimeout,
-		NopInterval:          l.IdleTimeout,
-		NopTimeout:           l.NopTimeout,
-		QueueDepth:           l.QueueDepth,
-		DiscoveryAuth:        da,
-		MaxSessionsPerTarget: l.MaxSessionsPerTarget,
-		MaxConnections:       l.MaxConnections,
-		MaxLoginsPerSource:   l.MaxLoginsPerSource,
-		BusyPoll:             cfg.Server.BusyPoll,
+		Limits:                  tl,
+		LoginTimeout:            l.LoginTimeout,
+		NopInterval:             l.IdleTimeout,
+		NopTimeout:              l.NopTimeout,
+		QueueDepth:              l.QueueDepth,
+		DiscoveryAuth:           da,
+		MaxSessionsPerTarget:    l.MaxSessionsPerTarget,
+		MaxConnections:          l.MaxConnections,
+		MaxLoginsPerSource:      l.MaxLoginsPerSource,
+		MaxConnectionsPerSource: l.MaxConnectionsPerSource,
+		BusyPoll:                cfg.Server.BusyPoll,
 	}, nil
 }

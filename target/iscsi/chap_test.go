@@ -366,23 +366,39 @@ func TestLoginGuard(t *testing.T) {
 	a, b := netip.MustParseAddr("10.0.0.1"), netip.MustParseAddr("10.0.0.2")
 	// Per-source cap on logins in progress; another source is unaffected.
 	for i := range 3 {
-		if !g.admit(a, 100, 3) {
+		if !g.admit(a, 100, 3, 10) {
 			t.Fatalf("login %d refused", i)
 		}
 	}
-	if g.admit(a, 100, 3) {
+	if g.admit(a, 100, 3, 10) {
 		t.Fatal("fourth concurrent login from one source admitted")
 	}
-	if !g.admit(b, 100, 3) {
+	if !g.admit(b, 100, 3, 10) {
 		t.Fatal("another source refused")
 	}
 	g.loginEnded(a) // one of a's logins reached full feature
-	if !g.admit(a, 100, 3) {
+	if !g.admit(a, 100, 3, 10) {
 		t.Fatal("a source under its cap again was refused")
 	}
 	// The global cap.
-	if g.admit(netip.MustParseAddr("10.0.0.3"), 5, 3) {
+	if g.admit(netip.MustParseAddr("10.0.0.3"), 5, 3, 10) {
 		t.Fatal("connection over MaxConnections admitted")
+	}
+	// The per-source cap counts connections past login too: c's first two
+	// logged in, the third is refused though none is logging in.
+	c := netip.MustParseAddr("10.0.0.4")
+	for i := range 2 {
+		if !g.admit(c, 100, 3, 2) {
+			t.Fatalf("connection %d of c refused", i)
+		}
+		g.loginEnded(c)
+	}
+	if g.admit(c, 100, 3, 2) {
+		t.Fatal("a third connection from a source capped at 2 admitted")
+	}
+	g.closed(c, false)
+	if !g.admit(c, 100, 3, 2) {
+		t.Fatal("a source under its cap again was refused")
 	}
 	// Failures slow down only the failing source and decay.
 	var d time.Duration
@@ -406,7 +422,7 @@ func TestLoginGuard(t *testing.T) {
 	if d := g.failed(a); d != failureDelayBase*2 {
 		t.Fatalf("third failure after a success: delay %v, want %v", d, failureDelayBase*2)
 	}
-	if g.failures.Load() != 8 || g.refused.Load() != 2 {
+	if g.failures.Load() != 8 || g.refused.Load() != 3 {
 		t.Fatalf("counters failures=%d refused=%d", g.failures.Load(), g.refused.Load())
 	}
 }

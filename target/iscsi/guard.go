@@ -24,8 +24,10 @@ const (
 	// oldest failure is dropped.
 	maxTrackedSources         = 4096
 	defaultMaxLoginsPerSource = 16
-	defaultMaxConnections     = 4096
-	defaultMaxSessions        = 1024
+	// defaultMaxConnectionsPerSource is config.DefaultMaxConnectionsPerSource.
+	defaultMaxConnectionsPerSource = 256
+	defaultMaxConnections          = 4096
+	defaultMaxSessions             = 1024
 )
 
 // sourceState is what the guard knows of one source address.
@@ -93,13 +95,13 @@ func (g *loginGuard) entry(src netip.Addr) *sourceState {
 }
 
 // admit registers a new connection from src in the login phase. It fails
-// when the service is at maxConns or src already has maxLogins connections
-// logging in.
-func (g *loginGuard) admit(src netip.Addr, maxConns, maxLogins int) bool {
+// when the service is at maxConns, src already has maxLogins connections
+// logging in, or maxPerSource connections in all.
+func (g *loginGuard) admit(src netip.Addr, maxConns, maxLogins, maxPerSource int) bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	st := g.entry(src)
-	if g.conns >= maxConns || st.inLogin >= maxLogins {
+	if g.conns >= maxConns || st.inLogin >= maxLogins || st.connected >= maxPerSource {
 		g.refused.Add(1)
 		g.pruneLocked(src, st)
 		return false

@@ -2,6 +2,7 @@ package iscsi
 
 import (
 	"log/slog"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -208,4 +209,36 @@ func TestDataSNErrorsLogOnce(t *testing.T) {
 	if n := strings.Count(logs.String(), "level=WARN msg=\"Data-Out DataSN error"); n != 1 {
 		t.Fatalf("%d warnings for 8 DataSN errors, want 1:\n%s", n, logs.String())
 	}
+}
+
+// TestConnectionsPerSource: a source holds at most MaxConnectionsPerSource
+// connections, logged in or not; the next is closed before it is read,
+// and one more fits once a connection ends.
+func TestConnectionsPerSource(t *testing.T) {
+	f := startFabric(t, Options{MaxConnectionsPerSource: 2})
+	a := loginAs(t, f, "iqn.2026-11.io.blockport:one", 1)
+	loginAs(t, f, "iqn.2026-11.io.blockport:two", 2)
+	third := dial(t, f)
+	third.nc.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if n, err := third.nc.Read(make([]byte, 1)); n != 0 || err == nil {
+		t.Fatalf("third connection from one source: read %d bytes, %v; want it closed", n, err)
+	}
+	a.nc.Close()
+	connected := func() int {
+		g := f.svc.guard
+		g.mu.Lock()
+		defer g.mu.Unlock()
+		if st := g.sources[netip.MustParseAddr("127.0.0.1")]; st != nil {
+			return st.connected
+		}
+		return 0
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for connected() != 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d connections counted after one of two closed", connected())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	loginAs(t, f, "iqn.2026-11.io.blockport:three", 3)
 }

@@ -78,7 +78,11 @@ type Options struct {
 	// cannot use up MaxConnections.
 	MaxConnections     int
 	MaxLoginsPerSource int
-	Logger             *slog.Logger
+	// MaxConnectionsPerSource bounds the connections of one source
+	// address in any phase, so that one host cannot take every slot of
+	// MaxConnections (idle discovery sessions cost it nothing).
+	MaxConnectionsPerSource int
+	Logger                  *slog.Logger
 	// DiscoveryFilter, when set, narrows what SendTargets lists in a
 	// discovery session beyond the targets' Admit (iSNS discovery domains).
 	DiscoveryFilter DiscoveryFilter
@@ -184,6 +188,9 @@ func withDefaults(opts Options) Options {
 	if opts.MaxConnections <= 0 {
 		opts.MaxConnections = defaultMaxConnections
 	}
+	if opts.MaxConnectionsPerSource <= 0 {
+		opts.MaxConnectionsPerSource = defaultMaxConnectionsPerSource
+	}
 	if opts.MaxLoginsPerSource <= 0 {
 		opts.MaxLoginsPerSource = defaultMaxLoginsPerSource
 	}
@@ -218,7 +225,7 @@ func (s *Service) ServeConn(ctx context.Context, nc net.Conn, tpgt uint16) {
 func (s *Service) ServePortal(ctx context.Context, nc net.Conn, p Portal) {
 	tpgt := p.TPGT
 	src := SourceIP(nc.RemoteAddr())
-	if o := s.opts.Load(); !s.guard.admit(src, o.MaxConnections, o.MaxLoginsPerSource) {
+	if o := s.opts.Load(); !s.guard.admit(src, o.MaxConnections, o.MaxLoginsPerSource, o.MaxConnectionsPerSource) {
 		// Over a limit: close at once, before reading anything, and say
 		// so only at debug level (a flood would flood the log).
 		s.log.Debug("connection refused by a limit", "remote", nc.RemoteAddr().String())
