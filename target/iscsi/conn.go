@@ -692,6 +692,10 @@ func (c *conn) pingLoop() {
 		case <-c.quit:
 			return
 		case now := <-tick.C:
+			if itt, ok := c.stalledDataOut(now, timeout); ok {
+				c.closeWith(connErrorf("no Data-Out for task 0x%x in %v", itt, timeout))
+				return
+			}
 			last := time.Unix(0, c.lastRecv.Load())
 			if sent := c.pingSentAt.Load(); sent != 0 {
 				if last.Before(time.Unix(0, sent)) && now.Sub(time.Unix(0, sent)) > timeout {
@@ -714,6 +718,21 @@ func (c *conn) pingLoop() {
 			c.send(p)
 		}
 	}
+}
+
+// stalledDataOut finds a task that has waited for its data-out longer
+// than limit: the initiator answers pings but never sends the data (or
+// lost it), and at ErrorRecoveryLevel 0 nothing can ask for it again. The
+// task would hold its buffer and CmdSN slot for the life of the connection.
+func (c *conn) stalledDataOut(now time.Time, limit time.Duration) (uint32, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for itt, t := range c.tasks {
+		if t.state == taskReceiving && now.Sub(time.Unix(0, t.dataAt.Load())) > limit {
+			return itt, true
+		}
+	}
+	return 0, false
 }
 
 func (c *conn) allocPingTTT() uint32 {

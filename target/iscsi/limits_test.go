@@ -242,3 +242,52 @@ func TestConnectionsPerSource(t *testing.T) {
 	}
 	loginAs(t, f, "iqn.2026-11.io.blockport:three", 3)
 }
+
+// TestDataOutTimeout: an initiator that keeps the connection alive but
+// never sends the data a write waits for loses the connection after
+// NopTimeout, with a log line that says why.
+func TestDataOutTimeout(t *testing.T) {
+	var logs syncBuffer
+	f := startFabric(t, Options{NopInterval: 100 * time.Millisecond, NopTimeout: 300 * time.Millisecond,
+		Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	in := dial(t, f)
+	in.mustLogin()
+	in.clearUA()
+	in.startWrite(0)
+	// Keep the connection busy with pings of our own, so that only the
+	// missing data can end it.
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		for i := uint32(0); ; i++ {
+			select {
+			case <-stop:
+				return
+			case <-time.After(20 * time.Millisecond):
+			}
+			nop := NOPOut{Immediate: true, ITT: 0x1000 + i, TTT: 0xffffffff, CmdSN: in.cmdSN}
+			var h BHS
+			nop.Encode(&h)
+			if in.w.WritePDU(&h, nil) != nil {
+				return
+			}
+		}
+	}()
+	start := time.Now()
+	in.nc.SetReadDeadline(time.Now().Add(10 * time.Second))
+	for {
+		if _, err := in.r.ReadPDU(); err != nil {
+			break
+		}
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("connection ended after %v", d)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for !strings.Contains(logs.String(), "no Data-Out for task") {
+		if time.Now().After(deadline) {
+			t.Fatalf("no log line about the missing Data-Out:\n%s", logs.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

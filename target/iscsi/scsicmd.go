@@ -43,6 +43,10 @@ type task struct {
 	// task and closed by complete once the task has stopped.
 	waiters chan struct{}
 	arrived time.Time // when the command PDU was taken up (latency metrics)
+	// dataAt is when the task last received data-out (UnixNano), or
+	// arrived; the ping loop closes a connection whose receiving task has
+	// waited longer than NopTimeout (checkDataOut).
+	dataAt atomic.Int64
 
 	// Unsolicited data (RFC 7143 4.2.5.2: immediate data plus Data-Out with
 	// TTT 0xffffffff up to FirstBurstLength). Owned by the reader goroutine.
@@ -117,6 +121,7 @@ func (c *conn) handleSCSICommand(hdr *Header, queuedData []byte, queued bool) er
 	t.edtl = req.ExpectedDataTransferLength
 	t.cdb = req.CDB
 	t.arrived = time.Now()
+	t.dataAt.Store(t.arrived.UnixNano())
 	cdb := t.cdb[:]
 	if len(hdr.AHS) > 0 {
 		ext, err := ExtendedCDB(hdr.AHS)
@@ -189,6 +194,7 @@ func (c *conn) handleSCSICommand(hdr *Header, queuedData []byte, queued bool) er
 // buffer at off. The common case reads straight into the buffer; bytes
 // beyond what the command needs (an underflow) are read and dropped.
 func (c *conn) storeData(t *task, off, n int) error {
+	t.dataAt.Store(time.Now().UnixNano())
 	if off+n <= t.need {
 		if err := c.r.ReadData(t.buf[off : off+n]); err != nil {
 			return dataErr(err)
