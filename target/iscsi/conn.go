@@ -464,7 +464,16 @@ type outQueue struct {
 	flushing bool      // guarded by mu: a flusher owns the Writer
 	stopped  bool      // guarded by mu: the socket is done; PDUs are dropped
 	statSN   uint32    // guarded by mu
+	// bytes is what pending holds (headers and data), not yet taken by
+	// a flusher; guarded by mu. Past maxQueuedBytes the initiator is not
+	// reading its answers while it keeps sending: the connection ends.
+	bytes int
 }
+
+// maxQueuedBytes bounds outQueue.bytes: the command buffers of a
+// connection (maxConnBufBytes) plus as much again for what they do not
+// cover (NOP-In echoes, Rejects, responses).
+var maxQueuedBytes = 2 * maxConnBufBytes // a variable for tests
 
 // sendMode says who writes a queued PDU to the socket.
 type sendMode uint8
@@ -514,7 +523,12 @@ func (c *conn) push(p *outPDU) {
 		return
 	}
 	q.pending = append(q.pending, p)
+	q.bytes += len(p.hdr) + len(p.data)
+	over := q.bytes > maxQueuedBytes
 	q.mu.Unlock()
+	if over {
+		c.closeWith(connErrorf("initiator does not read its answers (over %d bytes queued)", maxQueuedBytes))
+	}
 }
 
 // flush gets what is queued written, as how says: by the caller when no
@@ -567,6 +581,7 @@ func (c *conn) flushLocked() {
 	for len(q.pending) > 0 && !q.stopped {
 		batch := q.pending
 		q.pending = q.spare[:0]
+		q.bytes = 0
 		exp, max := c.window.current()
 		for _, x := range batch {
 			if !x.keepStatSN {

@@ -291,3 +291,36 @@ func TestDataOutTimeout(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// TestUnreadAnswersEndConnection: an initiator that keeps sending pings
+// with data but never reads the echoes must not make the target queue
+// without end. Either the target stops reading too (its reader was the
+// one writing, and is blocked: our writes stall), or the queue passes
+// maxQueuedBytes and the connection ends. What must not happen is the
+// target reading all 64 MiB of pings while it queues their answers.
+func TestUnreadAnswersEndConnection(t *testing.T) {
+	old := maxQueuedBytes
+	maxQueuedBytes = 1 << 20
+	t.Cleanup(func() { maxQueuedBytes = old })
+	var logs syncBuffer
+	f := startFabric(t, Options{NopInterval: time.Hour, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	in := dial(t, f)
+	in.mustLogin()
+	payload := make([]byte, 8192)
+	for i := uint32(0); i < 8192; i++ {
+		if strings.Contains(logs.String(), "does not read its answers") {
+			return
+		}
+		nop := NOPOut{Immediate: true, ITT: i, TTT: 0xffffffff, CmdSN: in.cmdSN}
+		var h BHS
+		nop.Encode(&h)
+		in.nc.SetWriteDeadline(time.Now().Add(2 * time.Second))
+		if err := in.w.WritePDU(&h, payload); err != nil {
+			return // the target stopped reading, or closed the connection
+		}
+	}
+	time.Sleep(100 * time.Millisecond)
+	if !strings.Contains(logs.String(), "does not read its answers") {
+		t.Fatalf("the target read 64 MiB of pings and queued their answers:\n%s", logs.String())
+	}
+}
