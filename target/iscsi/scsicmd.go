@@ -442,8 +442,12 @@ func (c *conn) complete(t *task, n int, err error, how sendMode) {
 		}
 		return
 	}
-	c.answer(t, n, err, how)
+	// The slot is free before the answer is written, so that the
+	// MaxCmdSN the answer carries counts it: written here at once, it
+	// would otherwise show the window one command short, closed at
+	// queue_depth 1 until some later PDU said otherwise.
 	c.commandDone(t.immediate)
+	c.answer(t, n, err, how)
 	if waiters != nil {
 		close(waiters)
 	}

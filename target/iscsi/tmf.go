@@ -15,8 +15,8 @@ func (c *conn) handleTaskMgmt(h *BHS) error {
 		c.svc.observeTMF(req.Function&0x7f, code)
 		r.Encode(&p.hdr)
 		p.advanceSN = true
+		c.commandDone(req.Immediate) // before the answer, as complete does
 		c.send(p)
-		c.commandDone(req.Immediate)
 	}
 	if c.sess == nil {
 		respond(TMFRespNotSupported)
