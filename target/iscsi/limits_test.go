@@ -110,6 +110,16 @@ func TestClosedWindowDropsNextCmdSN(t *testing.T) {
 	in := dial(t, f)
 	in.mustLogin()
 	in.clearUA()
+	// The last TEST UNIT READY's slot is given back just after its answer
+	// went out: wait for it, so that exactly two slots are open.
+	c := connOf(t, f)
+	deadline := time.Now().Add(5 * time.Second)
+	for c.window.inflight.Load() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d commands still counted in the window", c.window.inflight.Load())
+		}
+		time.Sleep(time.Millisecond)
+	}
 	a := in.sendRaw(write10(0, 1), 512, true, false, in.cmdSN)
 	b := in.sendRaw(write10(1, 1), 512, true, false, in.cmdSN+1)
 	third := in.sendRaw(write10(2, 1), 512, true, false, in.cmdSN+2)
@@ -322,5 +332,28 @@ func TestUnreadAnswersEndConnection(t *testing.T) {
 	time.Sleep(100 * time.Millisecond)
 	if !strings.Contains(logs.String(), "does not read its answers") {
 		t.Fatalf("the target read 64 MiB of pings and queued their answers:\n%s", logs.String())
+	}
+}
+
+// TestWindowOpenInAnswers: the MaxCmdSN an answer carries counts the slot
+// its own command gave back. At queue_depth 1 every answer used to show a
+// closed window (MaxCmdSN = ExpCmdSN-1), and an initiator that obeys it
+// waited for the next NOP-In before sending again.
+func TestWindowOpenInAnswers(t *testing.T) {
+	f := startFabric(t, Options{QueueDepth: 1})
+	in := dial(t, f)
+	in.mustLogin()
+	for i := range 20 {
+		in.sendRaw([]byte{0, 0, 0, 0, 0, 0}, 0, false, false, in.cmdSN)
+		in.cmdSN++
+		pdu, err := in.r.ReadPDU()
+		if err != nil || pdu.Header.Opcode() != OpSCSIResponse {
+			t.Fatalf("command %d: %v %v", i, pdu.Header.Opcode(), err)
+		}
+		r := pdu.Header.SCSIResponse()
+		in.expSN = r.StatSN + 1
+		if r.ExpCmdSN != in.cmdSN || r.MaxCmdSN != in.cmdSN {
+			t.Fatalf("command %d: ExpCmdSN %d MaxCmdSN %d, want both %d (one slot, free)", i, r.ExpCmdSN, r.MaxCmdSN, in.cmdSN)
+		}
 	}
 }
