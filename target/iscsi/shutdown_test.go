@@ -31,10 +31,7 @@ func shutdownWithin(t *testing.T, svc *Service, grace, limit time.Duration) (err
 // complete.
 func TestShutdownAbortsAfterGrace(t *testing.T) {
 	f, stuck, _ := startStuckFabric(t)
-	in := dial(t, f)
-	in.mustLogin(KeyValue{Key: "ImmediateData", Value: "Yes"})
-	in.lun = rawLUN(1)
-	in.clearUA()
+	in := stuckInitiator(t, f)
 	// SANITIZE OVERWRITE without IMMED, one pass of a 4-byte pattern: the
 	// command waits for the overwrite, whose first write sticks.
 	params := []byte{0x01, 0, 0, 4, 0xde, 0xad, 0xbe, 0xef}
@@ -70,10 +67,7 @@ func TestShutdownGivesUpOnStuckCommand(t *testing.T) {
 	shutdownAbortWait = 300 * time.Millisecond
 	t.Cleanup(func() { shutdownAbortWait = old })
 	f, stuck, release := startStuckFabric(t)
-	in := dial(t, f)
-	in.mustLogin(KeyValue{Key: "ImmediateData", Value: "Yes"})
-	in.lun = rawLUN(1)
-	in.clearUA()
+	in := stuckInitiator(t, f)
 	in.sendStuckWrite(stuck, 0)
 	err, took := shutdownWithin(t, f.svc, 100*time.Millisecond, 10*time.Second)
 	if err == nil {

@@ -241,6 +241,17 @@ func startStuckFabricWith(t *testing.T, opts Options) (f *fabric, stuck *stuckSt
 	return f, stuck, release
 }
 
+// stuckInitiator logs in to a stuck fabric with immediate data and
+// addresses its stuck LUN 1, unit attentions cleared.
+func stuckInitiator(t *testing.T, f *fabric) *initiator {
+	t.Helper()
+	in := dial(t, f)
+	in.mustLogin(KeyValue{Key: "ImmediateData", Value: "Yes"})
+	in.lun = rawLUN(1)
+	in.clearUA()
+	return in
+}
+
 // sendStuckWrite sends a one-block WRITE(10) at lba with its data as
 // immediate data, so that it executes at once, and returns its ITT once
 // it sits in the stuck backstore.
@@ -270,10 +281,7 @@ func (in *initiator) sendStuckWrite(stuck *stuckStore, lba uint32) uint32 {
 // write could still land after the initiator was told it was aborted.
 func TestTaskManagementRejectsWhileTaskStuck(t *testing.T) {
 	f, stuck, releaseAll := startStuckFabric(t)
-	in := dial(t, f)
-	in.mustLogin(KeyValue{Key: "ImmediateData", Value: "Yes"})
-	in.lun = rawLUN(1)
-	in.clearUA()
+	in := stuckInitiator(t, f)
 
 	for i, tt := range []struct {
 		name string
